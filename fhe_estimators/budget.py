@@ -1,0 +1,123 @@
+"""Accumulator bit-budget math: Ω and exact worst-case accumulator bounds.
+
+Everything here works on plain integers and numpy arrays, so it can be unit
+tested (and reasoned about) without torch or Concrete.
+
+In FHE a neuron's sum ``Σ w_q·x_q + b_q`` is computed on encrypted integers
+and wraps around silently if it leaves the circuit's bit-width. Two tools
+bound it:
+
+* :func:`omega` is the classic worst-case *count*: how many non-zero terms a
+  sum may have if every weight and input sits at its largest magnitude.
+* :func:`accumulator_bounds` is the *exact* interval the sum can take over
+  every input the quantizer can produce, for the actual integer weights.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+#: Largest table-lookup input Concrete can compile (in bits).
+CONCRETE_MAX_BITS = 16
+
+
+def check_positive_int(value, name: str) -> int:
+    """Return ``value`` as an ``int`` or raise a clear error naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__}).")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def omega(n_accum_bits: int, n_w_bits: int, n_a_bits: int) -> int:
+    """Worst-case number of non-zero terms a neuron's sum may have.
+
+    ``Ω = floor((2^n_accum − 1) / ((2^n_w − 1)(2^n_a − 1)))``: with every
+    weight and input at its maximal magnitude, a sum of Ω terms still fits in
+    ``n_accum_bits``. Example: ``omega(16, 2, 2) == 7281``.
+    """
+    n_accum_bits = check_positive_int(n_accum_bits, "n_accum_bits")
+    n_w_bits = check_positive_int(n_w_bits, "n_w_bits")
+    n_a_bits = check_positive_int(n_a_bits, "n_a_bits")
+    value = (2**n_accum_bits - 1) // ((2**n_w_bits - 1) * (2**n_a_bits - 1))
+    if value == 0:
+        raise ValueError(
+            f"Ω is 0 for n_accum_bits={n_accum_bits}, n_w_bits={n_w_bits}, n_a_bits={n_a_bits}: "
+            "not even one weight can be kept per neuron. Raise n_accum_bits to at least "
+            f"{n_w_bits + n_a_bits} or lower n_w_bits / n_a_bits."
+        )
+    return value
+
+
+def kept_weights_per_neuron(fan_in: int, omega_value: int, multiplier: float) -> int:
+    """``k = min(fan_in, floor(multiplier × Ω))``, at least 1."""
+    return int(max(1, min(fan_in, np.floor(multiplier * omega_value))))
+
+
+def accumulator_bounds(
+    weights: np.ndarray, bias: np.ndarray | None, input_min: int, input_max: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact per-neuron (min, max) of ``W @ x + b`` over all integer ``x`` in range.
+
+    ``weights`` is the integer matrix of shape (n_neurons, fan_in). Each term
+    ``w·x`` reaches its extremes at an end of ``[input_min, input_max]``, and the
+    terms are independent, so summing the per-term extremes is exact (and never
+    looser than ``Σ|w|·max|x| + |b|``).
+    """
+    weights = np.asarray(weights, dtype=np.int64)
+    at_min, at_max = weights * int(input_min), weights * int(input_max)
+    low = np.minimum(at_min, at_max).sum(axis=1)
+    high = np.maximum(at_min, at_max).sum(axis=1)
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.int64)
+        low, high = low + bias, high + bias
+    return low, high
+
+
+def signed_bit_width(low, high) -> np.ndarray:
+    """Bits of the smallest signed integer type holding every value in ``[low, high]``.
+
+    ``b`` bits hold ``[-2^(b-1), 2^(b-1) - 1]``. Works element-wise on arrays.
+    """
+    low = np.minimum(np.asarray(low, dtype=np.int64), 0)
+    high = np.maximum(np.asarray(high, dtype=np.int64), 0)
+    # Bits for the magnitude: -low needs ceil(log2(-low)), high needs ceil(log2(high + 1)).
+    neg_bits = np.where(low < 0, np.ceil(np.log2(np.maximum(-low, 1))).astype(np.int64), 0)
+    pos_bits = np.ceil(np.log2(high + 1)).astype(np.int64)
+    return np.maximum(neg_bits, pos_bits) + 1
+
+
+def fits_signed(low, high, n_bits: int) -> np.ndarray:
+    """Whether ``[low, high]`` fits a signed ``n_bits`` integer (element-wise)."""
+    return (np.asarray(low) >= -(2 ** (n_bits - 1))) & (np.asarray(high) <= 2 ** (n_bits - 1) - 1)
+
+
+def enforce_accumulator_budget(
+    weights: np.ndarray, bias: np.ndarray | None, input_min: int, input_max: int, n_accum_bits: int
+) -> np.ndarray:
+    """Keep-mask dropping each neuron's smallest ``|w|`` until its exact bound fits.
+
+    Returns a boolean array shaped like ``weights``: True where the weight is
+    kept. Neurons that already fit keep all their non-zero weights. A neuron
+    whose bias alone overflows keeps no weights (the bias is the caller's to
+    handle; with Concrete's quantized bias this does not happen in practice).
+    """
+    weights = np.asarray(weights, dtype=np.int64)
+    keep = weights != 0
+    low, high = accumulator_bounds(weights, bias, input_min, input_max)
+    for row in np.flatnonzero(~fits_signed(low, high, n_accum_bits)):
+        neuron = weights[row].copy()
+        # Drop in increasing |w| order; ties broken by index so it is deterministic.
+        for col in np.argsort(np.abs(neuron), kind="stable"):
+            if neuron[col] == 0:
+                continue
+            neuron[col] = 0
+            keep[row, col] = False
+            row_bias = None if bias is None else np.asarray(bias)[row : row + 1]
+            lo, hi = accumulator_bounds(neuron[None, :], row_bias, input_min, input_max)
+            if fits_signed(lo, hi, n_accum_bits)[0]:
+                break
+    return keep

@@ -1,0 +1,480 @@
+"""scikit-learn estimators (built on skorch) that train pruned, quantized MLPs for FHE.
+
+``fit`` trains with a per-neuron pruning callback, then *finalizes*: the masks
+become permanent and the exact accumulator bound is checked on the integer
+weights, dropping weights where a neuron could overflow ``n_accum_bits``.
+``compile`` turns the result into a Concrete circuit; ``predict(X, fhe=...)``
+runs it in the clear, simulated, or encrypted.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import skorch
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import type_of_target
+from skorch.dataset import Dataset
+from torch.utils.data import DataLoader
+
+from . import fhe as fhe_backend
+from .budget import (
+    accumulator_bounds,
+    check_positive_int,
+    enforce_accumulator_budget,
+    kept_weights_per_neuron,
+    omega,
+    signed_bit_width,
+)
+from .module import QuantMLP
+from .pruning import (
+    PRUNING_SCHEDULES,
+    PerNeuronPruning,
+    linear_layers,
+    make_masks_permanent,
+    nonzero_per_neuron,
+    set_row_masks,
+)
+
+#: Rows of the training data kept to calibrate ``compile`` when no X is given.
+CALIBRATION_ROWS = 500
+
+_USE_PARAM = object()  # "take the constructor's value" for compile() arguments
+
+
+class _FHEMixin:
+    """Everything the classifier and the regressor share: validation, pruning, FHE."""
+
+    _fhe_params = (
+        "hidden_layer_sizes",
+        "n_w_bits",
+        "n_a_bits",
+        "n_accum_bits",
+        "n_hidden_neurons_multiplier",
+        "pruning",
+        "pruning_start",
+        "pruning_end",
+        "pruning_frequency",
+        "rounding_threshold_bits",
+        "p_error",
+        "fhe",
+        "random_state",
+    )
+
+    # ------------------------------------------------------------------ validation
+    def _validate_hyperparameters(self) -> None:
+        for name in ("n_w_bits", "n_a_bits", "n_accum_bits"):
+            check_positive_int(getattr(self, name), name)
+        omega(self.n_accum_bits, self.n_w_bits, self.n_a_bits)  # raises when Ω == 0
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral):
+            sizes = (sizes,)
+        if not isinstance(sizes, (tuple, list)) or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in sizes
+        ):
+            raise ValueError(
+                f"hidden_layer_sizes must be a tuple of positive integers, got {self.hidden_layer_sizes!r}."
+            )
+        multiplier = self.n_hidden_neurons_multiplier
+        if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Real) or not multiplier > 0:
+            raise ValueError(f"n_hidden_neurons_multiplier must be a number > 0, got {multiplier!r}.")
+        if self.pruning not in PRUNING_SCHEDULES:
+            raise ValueError(f"pruning must be one of {PRUNING_SCHEDULES}, got {self.pruning!r}.")
+        if not 0.0 <= self.pruning_start <= self.pruning_end <= 1.0:
+            raise ValueError(
+                "Need 0 <= pruning_start <= pruning_end <= 1 (fractions of max_epochs), got "
+                f"pruning_start={self.pruning_start}, pruning_end={self.pruning_end}."
+            )
+        check_positive_int(self.pruning_frequency, "pruning_frequency")
+        if self.rounding_threshold_bits is not None:
+            check_positive_int(self.rounding_threshold_bits, "rounding_threshold_bits")
+        fhe_backend.check_fhe_mode(self.fhe)
+
+    def _validate_X(self, X, *, reset: bool) -> np.ndarray:
+        X = self._validate_data(X, reset=reset, dtype=[np.float64, np.float32], force_all_finite=True)
+        return X.astype(np.float32)
+
+    # ------------------------------------------------------------------ training
+    def _hidden_sizes(self) -> tuple[int, ...]:
+        sizes = self.hidden_layer_sizes
+        return (int(sizes),) if isinstance(sizes, numbers.Integral) else tuple(int(s) for s in sizes)
+
+    def initialize_module(self):
+        """Build the quantized MLP from the estimator's hyperparameters and the data's shape."""
+        self.module_ = QuantMLP(
+            input_dim=self.n_features_in_,
+            output_dim=self.n_outputs_,
+            hidden_layer_sizes=self._hidden_sizes(),
+            n_w_bits=self.n_w_bits,
+            n_a_bits=self.n_a_bits,
+        ).to(self.device)
+        return self
+
+    def get_default_callbacks(self):
+        return [*super().get_default_callbacks(), ("pruning", self._pruning_callback())]
+
+    def _pruning_callback(self) -> PerNeuronPruning:
+        return PerNeuronPruning(
+            max_nonzero=self.max_nonzero_per_neuron_,
+            schedule=self.pruning,
+            start=self.pruning_start,
+            end=self.pruning_end,
+            frequency=self.pruning_frequency,
+        )
+
+    def _fit_prepared(self, X: np.ndarray, y: np.ndarray, **fit_params):
+        """Shared tail of ``fit``: budget, seed, skorch training loop, finalize."""
+        self.omega_ = omega(self.n_accum_bits, self.n_w_bits, self.n_a_bits)
+        self.max_nonzero_per_neuron_ = kept_weights_per_neuron(
+            max(X.shape[1], *self._hidden_sizes()), self.omega_, self.n_hidden_neurons_multiplier
+        )
+        rng = np.random.RandomState(self.random_state)
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+        rows = rng.choice(len(X), size=min(len(X), CALIBRATION_ROWS), replace=False)
+        self.calibration_X_ = X[np.sort(rows)]
+        self._forget_compilation()
+        super().fit(X, y, **fit_params)
+        self._finalize_pruning()
+        return self
+
+    def _forget_compilation(self) -> None:
+        for name in ("quantized_module_", "fhe_circuit_", "circuit_report_"):
+            vars(self).pop(name, None)
+
+    # ------------------------------------------------------------------ pruning guarantee
+    def _finalize_pruning(self) -> None:
+        """Make masks permanent and enforce the exact accumulator bound on integer weights."""
+        module = self.module_
+        layers = list(module.linears)
+        keep_counts = [min(layer.weight.shape[1], self.max_nonzero_per_neuron_) for layer in layers]
+        for layer, k in zip(layers, keep_counts):
+            # Top-k of the weights as trained (masked ones are 0 and stay out).
+            set_row_masks(layer, k, source=layer.weight.detach().clone())
+        make_masks_permanent(module)
+
+        dropped = [0] * len(layers)
+        # Dropping a weight can shrink the per-tensor scale; repeat until stable.
+        for _ in range(10):
+            changed = False
+            for index, (layer, integer) in enumerate(zip(layers, module.integer_layers())):
+                keep = enforce_accumulator_budget(
+                    integer.weights, None, integer.input_min, integer.input_max, self.n_accum_bits
+                )
+                drop = (integer.weights != 0) & ~keep
+                if drop.any():
+                    with torch.no_grad():
+                        layer.weight[torch.from_numpy(drop)] = 0.0
+                    dropped[index] += int(drop.sum())
+                    changed = True
+            if not changed:
+                break
+        self._build_reports(keep_counts, dropped)
+
+    def _build_reports(self, keep_counts: list[int], dropped: list[int]) -> None:
+        report, bits, ranges = [], [], []
+        for index, (layer, integer) in enumerate(zip(self.module_.linears, self.module_.integer_layers())):
+            low, high = accumulator_bounds(integer.weights, None, integer.input_min, integer.input_max)
+            neuron_bits = signed_bit_width(low, high)
+            nonzero = nonzero_per_neuron(integer.weights)
+            float_nonzero = nonzero_per_neuron(layer.weight)
+            bits.append(int(neuron_bits.max()))
+            ranges.append((int(low.min()), int(high.max())))
+            report.append(
+                {
+                    "layer": index,
+                    "fan_in": int(integer.weights.shape[1]),
+                    "neurons": int(integer.weights.shape[0]),
+                    "omega": self.omega_,
+                    "k": keep_counts[index],
+                    "max_nonzero": int(nonzero.max()),
+                    "mean_nonzero": float(nonzero.mean()),
+                    "max_nonzero_float": int(float_nonzero.max()),
+                    "sparsity": float(1.0 - nonzero.sum() / integer.weights.size),
+                    "dropped_by_check": dropped[index],
+                    "accumulator_bits": int(neuron_bits.max()),
+                    "neuron_accumulator_bits": neuron_bits.tolist(),
+                }
+            )
+        self.pruning_report_ = report
+        self.accumulator_bits_ = bits
+        self.accumulator_ranges_ = ranges
+
+    # ------------------------------------------------------------------ FHE
+    def compile(
+        self,
+        X=None,
+        *,
+        rounding_threshold_bits: Any = _USE_PARAM,
+        p_error: Any = _USE_PARAM,
+        configuration=None,
+    ):
+        """Compile the fitted network to an FHE circuit with Concrete ML; returns self.
+
+        ``X`` calibrates the circuit (defaults to a sample kept at ``fit``). The
+        circuit's accumulators are made wide enough for the exact worst case of
+        *any* in-range input, not only for ``X``. ``rounding_threshold_bits``
+        and ``p_error`` default to the constructor's values.
+        """
+        self._check_fitted()
+        calibration = self.calibration_X_ if X is None else self._validate_X(X, reset=False)
+        if len(calibration) == 0:
+            raise ValueError("compile needs at least one calibration sample; X is empty.")
+        rounding = self.rounding_threshold_bits if rounding_threshold_bits is _USE_PARAM else rounding_threshold_bits
+        if rounding is not None:
+            check_positive_int(rounding, "rounding_threshold_bits")
+        self.quantized_module_ = fhe_backend.compile_module(
+            self.module_,
+            calibration,
+            [layer.weights for layer in self.module_.integer_layers()],
+            self.accumulator_ranges_,
+            rounding_threshold_bits=rounding,
+            p_error=self.p_error if p_error is _USE_PARAM else p_error,
+            configuration=configuration,
+            verbose=bool(self.verbose > 1),
+        )
+        self.fhe_circuit_ = self.quantized_module_.fhe_circuit
+        self.circuit_report_ = fhe_backend.circuit_report(self.quantized_module_)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "accumulator_bits_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
+
+    def _network_outputs(self, X, fhe: str | None) -> np.ndarray:
+        """Raw network outputs (logits or scaled values) in the requested FHE mode."""
+        self._check_fitted()
+        mode = fhe_backend.check_fhe_mode(self.fhe if fhe is None else fhe)
+        X = self._validate_X(X, reset=False)
+        if mode != "disable" and not hasattr(self, "quantized_module_"):
+            if self.verbose > 0:
+                print(f"{type(self).__name__}: not compiled yet, compiling on the calibration sample kept at fit.")
+            self.compile()
+        if hasattr(self, "quantized_module_"):
+            return fhe_backend.run(self.quantized_module_, X, mode)
+        self.module_.eval()
+        with torch.no_grad():
+            return self.module_(torch.from_numpy(X).to(self.device)).cpu().numpy()
+
+
+def _skorch_kwargs(local_vars: dict) -> dict:
+    """Constructor arguments destined for skorch (everything not ours)."""
+    kwargs = dict(local_vars.pop("kwargs"))
+    local_vars.pop("self")
+    local_vars.pop("__class__", None)
+    for name in _FHEMixin._fhe_params:
+        local_vars.pop(name)
+    return {**local_vars, **kwargs}
+
+
+class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
+    """Quantized, pruned MLP classifier whose predictions can run in FHE.
+
+    Parameters specific to FHE are documented in ``docs/user_guide.md``; every
+    other parameter is skorch's, with its usual name and meaning. Defaults
+    differ from skorch's where tabular data wants it: Adam, no internal
+    validation split, silent training.
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(64,),
+        n_w_bits=3,
+        n_a_bits=3,
+        n_accum_bits=10,
+        n_hidden_neurons_multiplier=1.0,
+        pruning="gradual",
+        pruning_start=0.1,
+        pruning_end=0.6,
+        pruning_frequency=1,
+        rounding_threshold_bits=None,
+        p_error=None,
+        fhe="disable",
+        random_state=None,
+        *,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.Adam,
+        lr=0.01,
+        max_epochs=100,
+        batch_size=64,
+        iterator_train=DataLoader,
+        iterator_valid=DataLoader,
+        dataset=Dataset,
+        train_split=None,
+        callbacks=None,
+        predict_nonlinearity="auto",
+        warm_start=False,
+        verbose=0,
+        device="cpu",
+        classes=None,
+        **kwargs,
+    ):
+        super().__init__(QuantMLP, **_skorch_kwargs(dict(locals())))
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.n_w_bits = n_w_bits
+        self.n_a_bits = n_a_bits
+        self.n_accum_bits = n_accum_bits
+        self.n_hidden_neurons_multiplier = n_hidden_neurons_multiplier
+        self.pruning = pruning
+        self.pruning_start = pruning_start
+        self.pruning_end = pruning_end
+        self.pruning_frequency = pruning_frequency
+        self.rounding_threshold_bits = rounding_threshold_bits
+        self.p_error = p_error
+        self.fhe = fhe
+        self.random_state = random_state
+
+    def fit(self, X, y, **fit_params):
+        """Validate, train with per-neuron pruning, and enforce the accumulator bound."""
+        self._validate_hyperparameters()
+        X = self._validate_X(X, reset=True)
+        y = self._validate_labels(y, len(X))
+        return self._fit_prepared(X, y, **fit_params)
+
+    def _validate_labels(self, y, n_samples: int) -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y.ravel()
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D (one label per sample), got shape {y.shape}.")
+        if len(y) != n_samples:
+            raise ValueError(f"X has {n_samples} samples but y has {len(y)}; they must match.")
+        target_type = type_of_target(y)
+        if target_type not in ("binary", "multiclass"):
+            raise ValueError(
+                f"Unknown label type {target_type!r}: NeuralNetClassifier needs discrete class labels "
+                "(use NeuralNetRegressor for continuous targets)."
+            )
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or infinity.")
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(
+                f"y has a single class ({encoder.classes_[0]!r}); a classifier needs at least 2 classes."
+            )
+        self.label_encoder_ = encoder
+        self.n_outputs_ = len(encoder.classes_)
+        return encoder.transform(y).astype(np.int64)
+
+    @property
+    def classes_(self):
+        if not hasattr(self, "label_encoder_"):
+            raise AttributeError(f"{type(self).__name__} has no attribute 'classes_' before fit.")
+        return self.label_encoder_.classes_
+
+    def check_data(self, X, y):
+        # Labels were validated and encoded in fit; skorch needs nothing more.
+        pass
+
+    def predict_proba(self, X, fhe: str | None = None) -> np.ndarray:
+        """Class probabilities (rows sum to 1), computed in the given FHE mode."""
+        logits = torch.from_numpy(np.asarray(self._network_outputs(X, fhe), dtype=np.float64))
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, X, fhe: str | None = None) -> np.ndarray:
+        """Class labels, computed in the given FHE mode (default: the ``fhe`` parameter)."""
+        return self.classes_[np.argmax(self._network_outputs(X, fhe), axis=1)]
+
+    def score(self, X, y, sample_weight=None, fhe: str | None = None) -> float:
+        """Accuracy of ``predict(X, fhe=fhe)``."""
+        return accuracy_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight)
+
+
+class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
+    """Quantized, pruned MLP regressor whose predictions can run in FHE.
+
+    Targets are standardized for training and mapped back at prediction, so
+    raw targets of any scale train well.
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(64,),
+        n_w_bits=3,
+        n_a_bits=3,
+        n_accum_bits=10,
+        n_hidden_neurons_multiplier=1.0,
+        pruning="gradual",
+        pruning_start=0.1,
+        pruning_end=0.6,
+        pruning_frequency=1,
+        rounding_threshold_bits=None,
+        p_error=None,
+        fhe="disable",
+        random_state=None,
+        *,
+        criterion=torch.nn.MSELoss,
+        optimizer=torch.optim.Adam,
+        lr=0.01,
+        max_epochs=100,
+        batch_size=64,
+        iterator_train=DataLoader,
+        iterator_valid=DataLoader,
+        dataset=Dataset,
+        train_split=None,
+        callbacks=None,
+        predict_nonlinearity="auto",
+        warm_start=False,
+        verbose=0,
+        device="cpu",
+        **kwargs,
+    ):
+        super().__init__(QuantMLP, **_skorch_kwargs(dict(locals())))
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.n_w_bits = n_w_bits
+        self.n_a_bits = n_a_bits
+        self.n_accum_bits = n_accum_bits
+        self.n_hidden_neurons_multiplier = n_hidden_neurons_multiplier
+        self.pruning = pruning
+        self.pruning_start = pruning_start
+        self.pruning_end = pruning_end
+        self.pruning_frequency = pruning_frequency
+        self.rounding_threshold_bits = rounding_threshold_bits
+        self.p_error = p_error
+        self.fhe = fhe
+        self.random_state = random_state
+
+    def fit(self, X, y, **fit_params):
+        """Validate, train with per-neuron pruning, and enforce the accumulator bound."""
+        self._validate_hyperparameters()
+        X = self._validate_X(X, reset=True)
+        y = self._validate_targets(y, len(X))
+        return self._fit_prepared(X, y, **fit_params)
+
+    def _validate_targets(self, y, n_samples: int) -> np.ndarray:
+        y = np.asarray(y)
+        if y.ndim not in (1, 2):
+            raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}.")
+        if len(y) != n_samples:
+            raise ValueError(f"X has {n_samples} samples but y has {len(y)}; they must match.")
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"y must be numeric for a regressor: {error}") from None
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or infinity.")
+        self.target_ndim_ = y.ndim
+        y2 = y.reshape(len(y), -1)
+        self.n_outputs_ = y2.shape[1]
+        self.target_mean_ = y2.mean(axis=0)
+        scale = y2.std(axis=0)
+        self.target_scale_ = np.where(scale > 0, scale, 1.0)
+        return ((y2 - self.target_mean_) / self.target_scale_).astype(np.float32)
+
+    def predict(self, X, fhe: str | None = None) -> np.ndarray:
+        """Predicted targets, shaped like ``y`` at fit, in the given FHE mode."""
+        outputs = self._network_outputs(X, fhe) * self.target_scale_ + self.target_mean_
+        return outputs.ravel() if self.target_ndim_ == 1 else outputs
+
+    def score(self, X, y, sample_weight=None, fhe: str | None = None) -> float:
+        """R² of ``predict(X, fhe=fhe)``."""
+        return r2_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight)

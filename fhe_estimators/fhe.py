@@ -1,0 +1,188 @@
+"""Compile, simulate and execute through Concrete ML (the only module that imports it).
+
+Concrete sizes each encrypted value from the calibration set it is given, not
+from what inputs *could* do. FHE arithmetic wraps around silently, so an input
+far from the calibration data could overflow an accumulator and give a wrong
+answer with no error. :func:`compile_module` therefore hints Concrete
+(``fhe.hint``) so that every layer's accumulator is at least as wide as its
+exact worst case over all in-range inputs, computed on the integer weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from concrete import fhe as cfhe
+from concrete.ml.quantization.quantized_ops import QuantizedGemm
+from concrete.ml.torch.compile import compile_brevitas_qat_model
+
+from .budget import CONCRETE_MAX_BITS, signed_bit_width
+
+FHE_MODES = ("disable", "simulate", "execute")
+
+
+def check_fhe_mode(fhe: str) -> str:
+    """Return ``fhe`` if it is a valid mode, else raise a clear error."""
+    if not isinstance(fhe, str) or fhe not in FHE_MODES:
+        raise ValueError(f"fhe must be one of {', '.join(repr(m) for m in FHE_MODES)}; got {fhe!r}.")
+    return fhe
+
+
+@dataclass
+class CircuitReport:
+    """What the compiled circuit looks like, for reports and benchmarks."""
+
+    max_bit_width: int
+    pbs_count: int
+    accumulator_bits: list[int] = field(default_factory=list)  # per linear layer, as compiled
+
+
+def _gemm_ops(quantized_module) -> list[QuantizedGemm]:
+    return [op for _, op in quantized_module.quant_layers_dict.values() if isinstance(op, QuantizedGemm)]
+
+
+def _hint_bits(low: int, high: int, lsbs_removed: int) -> int:
+    """Accumulator width covering ``[low, high]`` and the rounding that follows it.
+
+    Rounding away ``lsbs`` bits adds up to ``2^(lsbs-1)`` before truncating;
+    that must not overflow either.
+    """
+    headroom = 2 ** (lsbs_removed - 1) if lsbs_removed > 0 else 0
+    return int(signed_bit_width(low, high + headroom))
+
+
+def _install_hints(ops: Sequence[QuantizedGemm], bits: Sequence[int]) -> None:
+    """Make each Gemm hint its integer accumulator to ``bits`` while being traced.
+
+    Hidden Gemms pass their accumulator through ``cnp_round`` (rounding before
+    the table lookup); the output Gemm hands it to
+    ``make_output_quant_parameters``. Both are wrapped on the op instance only.
+    """
+    for op, width in zip(ops, bits):
+        round_method, output_method = op.cnp_round, op.make_output_quant_parameters
+
+        def cnp_round(x, calibrate_rounding, rounding_operation_id="single_rounding_op", *, _w=width, _f=round_method):
+            if rounding_operation_id == "matmul":
+                x = cfhe.hint(x, bit_width=_w)
+            return _f(x, calibrate_rounding, rounding_operation_id=rounding_operation_id)
+
+        def make_output_quant_parameters(q_values, *args, _w=width, _f=output_method, **kwargs):
+            return _f(cfhe.hint(q_values, bit_width=_w), *args, **kwargs)
+
+        op.cnp_round = cnp_round
+        op.make_output_quant_parameters = make_output_quant_parameters
+
+
+def _remove_hints(ops: Sequence[QuantizedGemm]) -> None:
+    """Drop the instance wrappers: they only matter while tracing, and do not pickle."""
+    for op in ops:
+        vars(op).pop("cnp_round", None)
+        vars(op).pop("make_output_quant_parameters", None)
+
+
+def compiled_accumulator_bits(quantized_module) -> list[int]:
+    """Bit-width Concrete gave each Gemm's integer accumulator in the circuit."""
+    graph = quantized_module.fhe_circuit.graph
+    widths = []
+    for op in _gemm_ops(quantized_module):
+        tag = op.op_instance_name + ".matmul"
+        nodes = [
+            node
+            for node in graph.graph.nodes
+            if node.tag == tag and node.output.is_encrypted and node.operation.name != "Constant"
+        ]
+        widths.append(max(node.output.dtype.bit_width for node in nodes))
+    return widths
+
+
+def circuit_report(quantized_module) -> CircuitReport:
+    circuit = quantized_module.fhe_circuit
+    return CircuitReport(
+        max_bit_width=int(circuit.graph.maximum_integer_bit_width()),
+        pbs_count=int(circuit.statistics.get("programmable_bootstrap_count", 0)),
+        accumulator_bits=compiled_accumulator_bits(quantized_module),
+    )
+
+
+def compile_module(
+    torch_module: torch.nn.Module,
+    calibration: np.ndarray,
+    integer_weights: Sequence[np.ndarray],
+    accumulator_ranges: Sequence[tuple[int, int]],
+    *,
+    rounding_threshold_bits: int | None = None,
+    p_error: float | None = None,
+    configuration: cfhe.Configuration | None = None,
+    verbose: bool = False,
+):
+    """Compile ``torch_module`` so every accumulator covers its exact worst case.
+
+    ``integer_weights`` and ``accumulator_ranges`` (per linear layer, from
+    the estimator's exact check) are what the guarantee is built on; the
+    weights are compared with Concrete ML's own quantization so a mismatch can
+    never go unnoticed. Returns the compiled ``QuantizedModule``.
+    """
+    calibration = np.asarray(calibration, dtype=np.float32)
+    kwargs = dict(rounding_threshold_bits=rounding_threshold_bits, p_error=p_error, configuration=configuration)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch_module = torch_module.cpu().eval()
+        quantized_module = _compile_or_explain(torch_module, calibration, verbose=verbose, **kwargs)
+
+    ops = _gemm_ops(quantized_module)
+    if len(ops) != len(integer_weights):
+        raise RuntimeError(f"Expected {len(integer_weights)} linear layers in the circuit, found {len(ops)}.")
+    for index, (op, weights) in enumerate(zip(ops, integer_weights)):
+        compiled = np.asarray(op.constant_inputs[1].qvalues)
+        if not (np.array_equal(compiled, weights) or np.array_equal(compiled.T, weights)):
+            raise RuntimeError(
+                f"Concrete ML quantized layer {index} differently from the checked integer weights; "
+                "the accumulator guarantee would not hold."
+            )
+
+    needed = [
+        _hint_bits(low, high, op.lsbs_to_remove.get("matmul", 0) if isinstance(op.lsbs_to_remove, dict) else 0)
+        for op, (low, high) in zip(ops, accumulator_ranges)
+    ]
+    if max(needed) > CONCRETE_MAX_BITS:
+        raise ValueError(
+            f"The worst-case accumulator needs {max(needed)} bits, over Concrete's limit of "
+            f"{CONCRETE_MAX_BITS}. Lower n_accum_bits (or n_w_bits / n_a_bits) and fit again."
+        )
+    if any(have < need for have, need in zip(compiled_accumulator_bits(quantized_module), needed)):
+        _install_hints(ops, needed)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                quantized_module.compile(calibration, configuration, p_error=p_error, verbose=verbose)
+        finally:
+            _remove_hints(ops)
+    return quantized_module
+
+
+def _compile_or_explain(torch_module, calibration, **kwargs):
+    """Run Concrete ML's compile, turning its bit-width error into an actionable one."""
+    try:
+        return compile_brevitas_qat_model(torch_module, calibration, **kwargs)
+    except RuntimeError as error:
+        if "bit" in str(error) and ("16" in str(error) or "precision" in str(error).lower()):
+            raise ValueError(
+                f"Concrete could not compile the circuit: it needs more than {CONCRETE_MAX_BITS}-bit "
+                "table lookups. Lower n_accum_bits, or set rounding_threshold_bits (e.g. 6). "
+                f"Concrete said: {error}"
+            ) from error
+        raise
+
+
+def run(quantized_module, X: np.ndarray, fhe: str) -> np.ndarray:
+    """Outputs of the quantized network on ``X`` in the clear, simulated or encrypted."""
+    X = np.asarray(X, dtype=np.float32)
+    if fhe == "execute":
+        # Concrete executes one encrypted sample at a time; keys are made on first use.
+        quantized_module.fhe_circuit.keygen(force=False)
+        return np.concatenate([quantized_module.forward(row[None, :], fhe="execute") for row in X])
+    return quantized_module.forward(X, fhe=fhe)

@@ -1,0 +1,99 @@
+"""The quantized MLP trained by the estimators, built from brevitas layers.
+
+Layout (the graph Concrete ML's ``compile_brevitas_qat_model`` imports)::
+
+    QuantIdentity(n_a_bits, signed)            # quantizes the model input
+    QuantLinear(n_w_bits) -> QuantReLU(n_a_bits, unsigned)   # × each hidden layer
+    QuantLinear(n_w_bits)                      # outputs (logits / regression values)
+
+Every scale is a power of two (Concrete ML's PoT quantizers), which lets
+Concrete ML replace each requantization by a cheap rounding before the table
+lookup. Biases stay in float: Concrete ML then folds them into the table
+lookup, so they never enter the integer accumulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import brevitas.nn as qnn
+import numpy as np
+import torch
+from concrete.ml.quantization.qat_quantizers import Int8ActPerTensorPoT, Int8WeightPerTensorPoT
+from torch import nn
+
+
+@dataclass
+class IntegerLayer:
+    """What a linear layer looks like to the FHE circuit: integers only."""
+
+    weights: np.ndarray  # (n_neurons, fan_in) integer weights
+    input_min: int  # smallest integer its input quantizer can produce
+    input_max: int  # largest integer its input quantizer can produce
+
+
+class QuantMLP(nn.Module):
+    """Multi-layer perceptron with quantized weights and activations.
+
+    Parameters
+    ----------
+    input_dim, output_dim : sizes of the input and output layers.
+    hidden_layer_sizes : widths of the hidden layers (may be empty).
+    n_w_bits, n_a_bits : bit-widths of weights and of inputs/activations.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        hidden_layer_sizes: Sequence[int] = (64,),
+        n_w_bits: int = 3,
+        n_a_bits: int = 3,
+    ):
+        super().__init__()
+        self.n_w_bits = n_w_bits
+        self.n_a_bits = n_a_bits
+        self.input_quant = qnn.QuantIdentity(
+            bit_width=n_a_bits, signed=True, act_quant=Int8ActPerTensorPoT, return_quant_tensor=True
+        )
+        sizes = [input_dim, *hidden_layer_sizes, output_dim]
+        self.linears = nn.ModuleList(
+            qnn.QuantLinear(
+                fan_in,
+                fan_out,
+                bias=True,
+                weight_bit_width=n_w_bits,
+                weight_quant=Int8WeightPerTensorPoT,
+                bias_quant=None,
+                return_quant_tensor=False,
+            )
+            for fan_in, fan_out in zip(sizes[:-1], sizes[1:])
+        )
+        self.activations = nn.ModuleList(
+            qnn.QuantReLU(
+                bit_width=n_a_bits, signed=False, act_quant=Int8ActPerTensorPoT, return_quant_tensor=True
+            )
+            for _ in hidden_layer_sizes
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_quant(x)
+        for linear, activation in zip(self.linears[:-1], self.activations):
+            x = activation(linear(x))
+        return self.linears[-1](x)
+
+    def input_ranges(self) -> list[tuple[int, int]]:
+        """Integer range of each linear layer's input, as its quantizer defines it."""
+        first = (-(2 ** (self.n_a_bits - 1)), 2 ** (self.n_a_bits - 1) - 1)
+        hidden = (0, 2**self.n_a_bits - 1)
+        return [first] + [hidden] * (len(self.linears) - 1)
+
+    @torch.no_grad()
+    def integer_layers(self) -> list[IntegerLayer]:
+        """Integer weights and input ranges of every linear layer, as brevitas quantizes them."""
+        layers = []
+        for linear, (low, high) in zip(self.linears, self.input_ranges()):
+            weights = linear.quant_weight().int().cpu().numpy().astype(np.int64)
+            layers.append(IntegerLayer(weights, low, high))
+        return layers
