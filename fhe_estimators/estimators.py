@@ -45,6 +45,13 @@ from .pruning import (
 #: Rows of the training data kept to calibrate ``compile`` when no X is given.
 CALIBRATION_ROWS = 500
 
+#: Fraction of training over which quantizers measure their input ranges.
+STATS_FRACTION = 0.4
+
+#: L2 penalty passed to the optimizer unless the user sets ``optimizer__weight_decay``:
+#: it keeps weights small, which is what lets a pruned neuron fit its accumulator.
+DEFAULT_WEIGHT_DECAY = 1e-4
+
 _USE_PARAM = object()  # "take the constructor's value" for compile() arguments
 
 
@@ -113,8 +120,14 @@ class _FHEMixin:
             hidden_layer_sizes=self._hidden_sizes(),
             n_w_bits=self.n_w_bits,
             n_a_bits=self.n_a_bits,
+            collect_stats_steps=self._stats_steps(),
         ).to(self.device)
         return self
+
+    def _stats_steps(self) -> int:
+        """Quantizer range statistics over the first 40% of training (at least one batch)."""
+        batches_per_epoch = max(1, int(np.ceil(self.n_train_samples_ / max(1, self.batch_size))))
+        return max(1, round(STATS_FRACTION * self.max_epochs * batches_per_epoch))
 
     def get_default_callbacks(self):
         return [*super().get_default_callbacks(), ("pruning", self._pruning_callback())]
@@ -134,6 +147,7 @@ class _FHEMixin:
         self.max_nonzero_per_neuron_ = kept_weights_per_neuron(
             max(X.shape[1], *self._hidden_sizes()), self.omega_, self.n_hidden_neurons_multiplier
         )
+        self.n_train_samples_ = len(X)
         rng = np.random.RandomState(self.random_state)
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
@@ -287,7 +301,7 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes=(64,),
+        hidden_layer_sizes=(32,),
         n_w_bits=3,
         n_a_bits=3,
         n_accum_bits=10,
@@ -318,6 +332,7 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         classes=None,
         **kwargs,
     ):
+        kwargs.setdefault("optimizer__weight_decay", DEFAULT_WEIGHT_DECAY)
         super().__init__(QuantMLP, **_skorch_kwargs(dict(locals())))
         self.hidden_layer_sizes = hidden_layer_sizes
         self.n_w_bits = n_w_bits
@@ -382,7 +397,8 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
 
     def predict(self, X, fhe: str | None = None) -> np.ndarray:
         """Class labels, computed in the given FHE mode (default: the ``fhe`` parameter)."""
-        return self.classes_[np.argmax(self._network_outputs(X, fhe), axis=1)]
+        outputs = self._network_outputs(X, fhe)
+        return self.classes_[np.argmax(outputs, axis=1)]
 
     def score(self, X, y, sample_weight=None, fhe: str | None = None) -> float:
         """Accuracy of ``predict(X, fhe=fhe)``."""
@@ -398,7 +414,7 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
 
     def __init__(
         self,
-        hidden_layer_sizes=(64,),
+        hidden_layer_sizes=(32,),
         n_w_bits=3,
         n_a_bits=3,
         n_accum_bits=10,
@@ -428,6 +444,7 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         device="cpu",
         **kwargs,
     ):
+        kwargs.setdefault("optimizer__weight_decay", DEFAULT_WEIGHT_DECAY)
         super().__init__(QuantMLP, **_skorch_kwargs(dict(locals())))
         self.hidden_layer_sizes = hidden_layer_sizes
         self.n_w_bits = n_w_bits

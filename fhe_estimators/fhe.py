@@ -10,6 +10,7 @@ exact worst case over all in-range inputs, computed on the integer weights.
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -186,3 +187,35 @@ def run(quantized_module, X: np.ndarray, fhe: str) -> np.ndarray:
         quantized_module.fhe_circuit.keygen(force=False)
         return np.concatenate([quantized_module.forward(row[None, :], fhe="execute") for row in X])
     return quantized_module.forward(X, fhe=fhe)
+
+
+@dataclass
+class EncryptedRun:
+    """One encrypted prediction, step by step, with the time each step took (seconds)."""
+
+    outputs: np.ndarray
+    encrypt_s: float
+    run_s: float
+    decrypt_s: float
+
+
+def keygen(quantized_module) -> float:
+    """Generate the circuit's keys (if not already there); returns the seconds it took."""
+    start = time.perf_counter()
+    quantized_module.fhe_circuit.keygen(force=False)
+    return time.perf_counter() - start
+
+
+def run_encrypted_steps(quantized_module, row: np.ndarray) -> EncryptedRun:
+    """Quantize and encrypt one sample, run the circuit on it, decrypt and dequantize."""
+    circuit = quantized_module.fhe_circuit
+    q_x = quantized_module.quantize_input(np.asarray(row, dtype=np.float32).reshape(1, -1))
+    start = time.perf_counter()
+    encrypted = circuit.encrypt(q_x)
+    encrypted_at = time.perf_counter()
+    result = circuit.run(encrypted)
+    ran_at = time.perf_counter()
+    q_y = circuit.decrypt(result)
+    decrypted_at = time.perf_counter()
+    outputs = quantized_module.post_processing(quantized_module.dequantize_output(q_y))
+    return EncryptedRun(outputs, encrypted_at - start, ran_at - encrypted_at, decrypted_at - ran_at)

@@ -41,6 +41,10 @@ class QuantMLP(nn.Module):
     input_dim, output_dim : sizes of the input and output layers.
     hidden_layer_sizes : widths of the hidden layers (may be empty).
     n_w_bits, n_a_bits : bit-widths of weights and of inputs/activations.
+    collect_stats_steps : training steps over which each activation quantizer
+        measures its input range before its scale becomes a learned parameter.
+        Until then the scale is not settled, so it must end well before training
+        does (brevitas' default, 300 steps, is longer than many tabular fits).
     """
 
     def __init__(
@@ -50,12 +54,17 @@ class QuantMLP(nn.Module):
         hidden_layer_sizes: Sequence[int] = (64,),
         n_w_bits: int = 3,
         n_a_bits: int = 3,
+        collect_stats_steps: int = 300,
     ):
         super().__init__()
         self.n_w_bits = n_w_bits
         self.n_a_bits = n_a_bits
         self.input_quant = qnn.QuantIdentity(
-            bit_width=n_a_bits, signed=True, act_quant=Int8ActPerTensorPoT, return_quant_tensor=True
+            bit_width=n_a_bits,
+            signed=True,
+            act_quant=Int8ActPerTensorPoT,
+            return_quant_tensor=True,
+            collect_stats_steps=collect_stats_steps,
         )
         sizes = [input_dim, *hidden_layer_sizes, output_dim]
         self.linears = nn.ModuleList(
@@ -72,7 +81,11 @@ class QuantMLP(nn.Module):
         )
         self.activations = nn.ModuleList(
             qnn.QuantReLU(
-                bit_width=n_a_bits, signed=False, act_quant=Int8ActPerTensorPoT, return_quant_tensor=True
+                bit_width=n_a_bits,
+                signed=False,
+                act_quant=Int8ActPerTensorPoT,
+                return_quant_tensor=True,
+                collect_stats_steps=collect_stats_steps,
             )
             for _ in hidden_layer_sizes
         )

@@ -1,0 +1,93 @@
+"""Ω and the exact accumulator bounds, checked against brute force."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fhe_estimators import omega
+from fhe_estimators.budget import (
+    accumulator_bounds,
+    enforce_accumulator_budget,
+    fits_signed,
+    kept_weights_per_neuron,
+    signed_bit_width,
+)
+
+
+@pytest.mark.parametrize(
+    "accum, w, a, expected",
+    [(16, 2, 2, 7281), (10, 3, 3, 20), (12, 4, 4, 18), (8, 2, 2, 28), (4, 2, 2, 1)],
+)
+def test_omega_values(accum, w, a, expected):
+    assert omega(n_accum_bits=accum, n_w_bits=w, n_a_bits=a) == expected
+
+
+def test_omega_zero_names_the_bits_to_change():
+    with pytest.raises(ValueError, match="Ω is 0.*Raise n_accum_bits to at least 8"):
+        omega(6, 4, 4)
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_omega_rejects_non_positive_bits(bad):
+    with pytest.raises(ValueError, match="n_w_bits must be a positive integer"):
+        omega(10, bad, 3)
+
+
+@pytest.mark.parametrize("bad", [2.5, "3", None, True])
+def test_omega_rejects_non_integer_bits(bad):
+    with pytest.raises(TypeError, match="n_a_bits must be a positive integer"):
+        omega(10, 3, bad)
+
+
+def test_kept_weights_is_capped_by_fan_in_and_at_least_one():
+    assert kept_weights_per_neuron(fan_in=30, omega_value=20, multiplier=1.0) == 20
+    assert kept_weights_per_neuron(fan_in=30, omega_value=20, multiplier=4.0) == 30
+    assert kept_weights_per_neuron(fan_in=30, omega_value=20, multiplier=0.01) == 1
+    assert kept_weights_per_neuron(fan_in=100, omega_value=20, multiplier=2.5) == 50
+
+
+@pytest.mark.parametrize(
+    "low, high, bits", [(0, 0, 1), (-1, 0, 1), (0, 1, 2), (-512, 511, 10), (-513, 0, 11), (0, 512, 11), (-4, 3, 3)]
+)
+def test_signed_bit_width(low, high, bits):
+    assert int(signed_bit_width(low, high)) == bits
+    assert fits_signed(low, high, bits)
+    assert not fits_signed(low, high, bits - 1) or bits == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.integers(-4, 3), min_size=1, max_size=5),
+    bias=st.integers(-20, 20),
+    input_range=st.sampled_from([(-4, 3), (0, 7), (-2, 1)]),
+)
+def test_bounds_equal_brute_force(weights, bias, input_range):
+    low_in, high_in = input_range
+    w = np.array([weights])
+    low, high = accumulator_bounds(w, np.array([bias]), low_in, high_in)
+    sums = [int(np.dot(weights, x)) + bias for x in itertools.product(range(low_in, high_in + 1), repeat=len(weights))]
+    assert low[0] == min(sums) and high[0] == max(sums)
+    # Never looser than the textbook bound Σ|w|·max|x| + |b|.
+    textbook = np.abs(w).sum() * max(abs(low_in), abs(high_in)) + abs(bias)
+    assert max(abs(low[0]), abs(high[0])) <= textbook
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.lists(st.integers(-4, 3), min_size=8, max_size=8), min_size=1, max_size=6),
+    n_accum_bits=st.integers(4, 9),
+)
+def test_enforce_budget_fits_and_drops_smallest_first(weights, n_accum_bits):
+    w = np.array(weights)
+    keep = enforce_accumulator_budget(w, None, 0, 7, n_accum_bits)
+    kept = np.where(keep, w, 0)
+    low, high = accumulator_bounds(kept, None, 0, 7)
+    assert fits_signed(low, high, n_accum_bits).all()
+    assert not (keep & (w == 0)).any()
+    for row, row_keep in zip(w, keep):
+        dropped, remaining = np.abs(row[~row_keep & (row != 0)]), np.abs(row[row_keep])
+        if dropped.size and remaining.size:
+            assert dropped.max() <= remaining.min()

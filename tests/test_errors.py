@@ -1,0 +1,128 @@
+"""Bad input gets a clear error naming the problem."""
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
+
+TINY = dict(hidden_layer_sizes=(4,), max_epochs=2, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 5)
+    return X, (X[:, 0] > 0).astype(int)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return NeuralNetClassifier(**TINY).fit(*data)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_X_at_fit_and_predict(data, fitted, bad):
+    X, y = data
+    X_bad = X.copy()
+    X_bad[3, 2] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        NeuralNetClassifier(**TINY).fit(X_bad, y)
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        fitted.predict(X_bad)
+
+
+def test_non_finite_y(data):
+    X, y = data
+    y_bad = y.astype(float)
+    y_bad[0] = np.nan
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        NeuralNetRegressor(**TINY).fit(X, y_bad)
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        NeuralNetClassifier(**TINY).fit(X, y_bad)
+
+
+def test_wrong_number_of_features_names_both(fitted, data):
+    X, _ = data
+    with pytest.raises(ValueError, match="3 features.*expecting 5 features"):
+        fitted.predict(X[:, :3])
+    with pytest.raises(ValueError, match="3 features.*expecting 5 features"):
+        fitted.compile(X[:, :3])
+
+
+def test_predict_before_fit():
+    X = np.zeros((2, 5))
+    for model in (NeuralNetClassifier(), NeuralNetRegressor()):
+        with pytest.raises(NotFittedError, match="not fitted yet"):
+            model.predict(X)
+        with pytest.raises(NotFittedError):
+            model.compile(X)
+    with pytest.raises(NotFittedError):
+        NeuralNetClassifier().predict_proba(X)
+
+
+@pytest.mark.parametrize("mode", ["fhe", "Simulate", "", None, 1])
+def test_unknown_fhe_mode_lists_valid_ones(fitted, data, mode):
+    X, _ = data
+    if mode is None:  # None means "use the constructor's mode": valid
+        assert fitted.predict(X[:2], fhe=None).shape == (2,)
+        return
+    with pytest.raises(ValueError, match="'disable', 'simulate', 'execute'"):
+        fitted.predict(X, fhe=mode)
+
+
+def test_unknown_fhe_mode_in_constructor(data):
+    with pytest.raises(ValueError, match="fhe must be one of"):
+        NeuralNetClassifier(fhe="encrypted", **TINY).fit(*data)
+
+
+@pytest.mark.parametrize("name", ["n_w_bits", "n_a_bits", "n_accum_bits"])
+@pytest.mark.parametrize("value, error", [(0, ValueError), (-2, ValueError), (2.5, TypeError), ("4", TypeError)])
+def test_bad_bit_widths(data, name, value, error):
+    with pytest.raises(error, match=f"{name} must be a positive integer"):
+        NeuralNetClassifier(**{name: value}, **TINY).fit(*data)
+
+
+def test_bits_giving_zero_omega(data):
+    with pytest.raises(ValueError, match="Ω is 0"):
+        NeuralNetClassifier(n_w_bits=4, n_a_bits=4, n_accum_bits=6, **TINY).fit(*data)
+
+
+@pytest.mark.parametrize("multiplier", [0, -1.0, "2", None])
+def test_bad_multiplier(data, multiplier):
+    with pytest.raises(ValueError, match="n_hidden_neurons_multiplier must be a number > 0"):
+        NeuralNetClassifier(n_hidden_neurons_multiplier=multiplier, **TINY).fit(*data)
+
+
+@pytest.mark.parametrize("sizes", [(0,), (-3, 4), ("a",), 2.5, (4.0,)])
+def test_bad_hidden_layer_sizes(data, sizes):
+    with pytest.raises(ValueError, match="hidden_layer_sizes must be a tuple of positive integers"):
+        NeuralNetClassifier(**{**TINY, "hidden_layer_sizes": sizes}).fit(*data)
+
+
+def test_single_class(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="single class"):
+        NeuralNetClassifier(**TINY).fit(X, np.ones(len(X)))
+
+
+def test_mismatched_lengths(data):
+    X, y = data
+    with pytest.raises(ValueError, match="60 samples but y has 59"):
+        NeuralNetClassifier(**TINY).fit(X, y[:-1])
+    with pytest.raises(ValueError, match="60 samples but y has 59"):
+        NeuralNetRegressor(**TINY).fit(X, y[:-1].astype(float))
+
+
+def test_continuous_labels_for_classifier(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="Unknown label type 'continuous'"):
+        NeuralNetClassifier(**TINY).fit(X, np.linspace(0, 1, len(X)))
+
+
+def test_circuit_wider_than_16_bits_names_the_hyperparameter(data):
+    X, y = data
+    model = NeuralNetClassifier(n_w_bits=8, n_a_bits=8, n_accum_bits=24, **TINY).fit(X, y)
+    assert max(model.accumulator_bits_) > 16
+    with pytest.raises(ValueError, match="over Concrete's limit of 16.*Lower n_accum_bits"):
+        model.compile()

@@ -1,0 +1,104 @@
+"""Training, the pruning guarantee, labels and targets, without FHE."""
+
+import numpy as np
+import pytest
+
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, omega
+from fhe_estimators.budget import accumulator_bounds, fits_signed
+
+FAST = dict(max_epochs=15, random_state=0)
+
+
+def assert_budget_holds(model):
+    """Every neuron: ≤ k non-zeros, and exact worst case within n_accum_bits (recomputed here)."""
+    k = model.max_nonzero_per_neuron_
+    for layer, integer, report in zip(model.module_.linears, model.module_.integer_layers(), model.pruning_report_):
+        float_counts = np.count_nonzero(layer.weight.detach().numpy(), axis=1)
+        assert (float_counts <= min(k, layer.weight.shape[1])).all()
+        assert (np.count_nonzero(integer.weights, axis=1) <= k).all()
+        low, high = accumulator_bounds(integer.weights, None, integer.input_min, integer.input_max)
+        assert fits_signed(low, high, model.n_accum_bits).all()
+        assert report["accumulator_bits"] <= model.n_accum_bits
+    assert max(model.accumulator_bits_) <= model.n_accum_bits
+
+
+@pytest.fixture(scope="module")
+def cancer_model(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    return NeuralNetClassifier(hidden_layer_sizes=(24,), **FAST).fit(X_train, y_train)
+
+
+def test_per_neuron_nonzero_counts_and_accumulator_fit_the_budget(cancer_model):
+    assert cancer_model.omega_ == omega(10, 3, 3) == 20
+    assert cancer_model.max_nonzero_per_neuron_ == 20
+    assert_budget_holds(cancer_model)
+    first = cancer_model.pruning_report_[0]
+    assert first["fan_in"] == 30 and first["k"] == 20 and first["max_nonzero"] <= 20
+    assert 0.3 < first["sparsity"] < 1.0
+
+
+@pytest.mark.parametrize("n_accum_bits", [10, 7])
+def test_multiplier_four_keeps_more_weights_and_exact_check_still_holds(breast_cancer, n_accum_bits):
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(
+        hidden_layer_sizes=(24,), n_accum_bits=n_accum_bits, n_hidden_neurons_multiplier=4, **FAST
+    ).fit(X_train, y_train)
+    assert model.max_nonzero_per_neuron_ == min(30, 4 * omega(n_accum_bits, 3, 3))
+    assert_budget_holds(model)
+    if n_accum_bits == 7:
+        # Ω = 2, so 8 weights per neuron may be kept: only the exact check keeps the bound.
+        assert sum(layer["dropped_by_check"] for layer in model.pruning_report_) > 0
+
+
+def test_pruning_history_is_recorded(cancer_model):
+    sparsity = cancer_model.history[:, "sparsity"]
+    assert len(sparsity) == 15 and sparsity[0] == 0.0 and sparsity[-1] > 0.3
+
+
+def test_classifier_learns_breast_cancer(cancer_model, breast_cancer):
+    _, X_test, _, y_test = breast_cancer
+    assert cancer_model.score(X_test, y_test) > 0.9
+    proba = cancer_model.predict_proba(X_test)
+    assert proba.shape == (len(X_test), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_string_labels_multiclass(iris):
+    X_train, X_test, y_train, y_test = iris
+    names = np.array(["setosa", "versicolor", "virginica"])
+    model = NeuralNetClassifier(hidden_layer_sizes=(16,), max_epochs=40, random_state=0).fit(X_train, names[y_train])
+    assert list(model.classes_) == list(names)
+    predictions = model.predict(X_test)
+    assert predictions.dtype.kind == "U" and set(predictions) <= set(names)
+    assert model.score(X_test, names[y_test]) > 0.8
+    assert model.predict_proba(X_test).shape == (len(X_test), 3)
+
+
+def test_regressor_1d_target(diabetes):
+    X_train, X_test, y_train, y_test = diabetes
+    model = NeuralNetRegressor(hidden_layer_sizes=(16,), max_epochs=30, random_state=0).fit(X_train, y_train)
+    predictions = model.predict(X_test)
+    assert predictions.shape == (len(X_test),)
+    assert model.score(X_test, y_test) > 0.2
+    assert_budget_holds(model)
+
+
+def test_regressor_2d_target(diabetes):
+    X_train, X_test, y_train, _ = diabetes
+    targets = np.column_stack([y_train, -2.0 * y_train + 5.0])
+    model = NeuralNetRegressor(hidden_layer_sizes=(16,), max_epochs=30, random_state=0).fit(X_train, targets)
+    predictions = model.predict(X_test)
+    assert predictions.shape == (len(X_test), 2)
+    # The two outputs learned the (negative) relation between the targets.
+    assert np.corrcoef(predictions[:, 0], predictions[:, 1])[0, 1] < -0.9
+    column = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=2, random_state=0).fit(X_train, y_train[:, None])
+    assert column.predict(X_test).shape == (len(X_test), 1)
+
+
+def test_same_random_state_gives_same_model(breast_cancer):
+    X_train, X_test, y_train, _ = breast_cancer
+    first = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=5, random_state=3).fit(X_train, y_train)
+    second = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=5, random_state=3).fit(X_train, y_train)
+    for a, b in zip(first.module_.integer_layers(), second.module_.integer_layers()):
+        np.testing.assert_array_equal(a.weights, b.weights)
+    np.testing.assert_array_equal(first.predict_proba(X_test), second.predict_proba(X_test))

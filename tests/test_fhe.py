@@ -1,0 +1,134 @@
+"""Compile, the worst-case accumulator guarantee, simulate, and real encrypted execution."""
+
+import numpy as np
+import pytest
+from concrete.ml.torch.compile import compile_brevitas_qat_model
+
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
+from fhe_estimators.budget import accumulator_bounds
+from fhe_estimators.fhe import compiled_accumulator_bits
+
+# Overflow is judged by bit-exact equality between simulation (which wraps around
+# like FHE) and the clear int64 computation (which cannot overflow). Concrete's
+# detect_overflow_in_simulation is not used: on these signed circuits it warns
+# even for an all-zero input.
+
+
+@pytest.fixture(scope="module")
+def compiled_classifier(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=40, random_state=0).fit(X_train, y_train)
+    return model.compile()
+
+
+def adversarial_inputs(model, magnitude=100.0):
+    """In-range inputs (after clipping) that drive first-layer neurons to their extremes."""
+    signs = np.sign(model.module_.integer_layers()[0].weights)
+    n_features = signs.shape[1]
+    rng = np.random.RandomState(0)
+    return np.vstack(
+        [
+            signs * magnitude,
+            -signs * magnitude,
+            np.full((1, n_features), magnitude),
+            np.full((1, n_features), -magnitude),
+            rng.choice([-magnitude, magnitude], size=(8, n_features)),
+        ]
+    )
+
+
+def test_circuit_accumulators_cover_the_worst_case(compiled_classifier):
+    model = compiled_classifier
+    compiled = compiled_accumulator_bits(model.quantized_module_)
+    assert all(have >= need for have, need in zip(compiled, model.accumulator_bits_))
+    assert model.circuit_report_.max_bit_width <= 16
+    assert model.circuit_report_.pbs_count > 0
+
+
+def test_adversarial_inputs_reach_the_worst_case_and_never_overflow(compiled_classifier):
+    model = compiled_classifier
+    X_adv = adversarial_inputs(model)
+    # The sign rows drive every first-layer neuron to its exact maximum / minimum.
+    first = model.module_.integer_layers()[0]
+    q_x = model.quantized_module_.quantize_input(X_adv.astype(np.float32))
+    accumulators = q_x @ first.weights.T
+    low, high = accumulator_bounds(first.weights, None, first.input_min, first.input_max)
+    n_neurons = len(high)
+    np.testing.assert_array_equal(np.diag(accumulators[:n_neurons]), high)
+    np.testing.assert_array_equal(np.diag(accumulators[n_neurons : 2 * n_neurons]), low)
+
+    clear = model.quantized_module_.forward(X_adv.astype(np.float32), fhe="disable")
+    simulated = model.quantized_module_.forward(X_adv.astype(np.float32), fhe="simulate")
+    np.testing.assert_array_equal(simulated, clear)
+    np.testing.assert_array_equal(model.predict(X_adv, fhe="simulate"), model.predict(X_adv, fhe="disable"))
+
+
+def test_without_the_guarantee_concrete_sizes_from_calibration_and_overflows(compiled_classifier):
+    """Negative control: the plain Concrete ML compile is what our hints protect against."""
+    model = compiled_classifier
+    plain = compile_brevitas_qat_model(model.module_, model.calibration_X_)
+    assert compiled_accumulator_bits(plain) < model.accumulator_bits_
+    X_adv = adversarial_inputs(model).astype(np.float32)
+    assert not np.array_equal(plain.forward(X_adv, fhe="simulate"), plain.forward(X_adv, fhe="disable"))
+
+
+def test_clear_quantized_equals_simulation_on_test_data(compiled_classifier, breast_cancer):
+    _, X_test, _, y_test = breast_cancer
+    model = compiled_classifier
+    np.testing.assert_array_equal(model.predict_proba(X_test, fhe="simulate"), model.predict_proba(X_test, fhe="disable"))
+    assert model.score(X_test, y_test, fhe="simulate") > 0.9
+    assert model.fhe_circuit_ is model.quantized_module_.fhe_circuit
+
+
+def test_simulate_compiles_a_fitted_model_by_itself(breast_cancer, capsys):
+    X_train, X_test, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(hidden_layer_sizes=(4,), max_epochs=5, random_state=0, verbose=1, fhe="simulate")
+    model.fit(X_train, y_train)
+    capsys.readouterr()
+    assert not hasattr(model, "fhe_circuit_")
+    predictions = model.predict(X_test[:5])  # constructor's fhe="simulate"
+    assert "compiling on the calibration sample" in capsys.readouterr().out
+    assert hasattr(model, "fhe_circuit_")
+    np.testing.assert_array_equal(predictions, model.predict(X_test[:5], fhe="disable"))
+
+
+def test_refit_forgets_the_old_circuit(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(hidden_layer_sizes=(4,), max_epochs=3, random_state=0).fit(X_train, y_train).compile()
+    model.fit(X_train[:, :10], y_train)
+    assert not hasattr(model, "fhe_circuit_")
+    assert model.compile().quantized_module_.input_quantizers[0] is not None
+
+
+def test_regressor_simulation_matches_clear(diabetes):
+    X_train, X_test, y_train, _ = diabetes
+    model = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=20, random_state=0).fit(X_train, y_train)
+    model.compile(X_train[:100])
+    simulated = model.predict(X_test, fhe="simulate")
+    assert simulated.shape == (len(X_test),)
+    np.testing.assert_allclose(simulated, model.predict(X_test, fhe="disable"))
+
+
+def test_compile_with_rounding_threshold_keeps_simulation_exact(breast_cancer):
+    X_train, X_test, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=10, random_state=0).fit(X_train, y_train)
+    model.compile(rounding_threshold_bits=4)
+    X_all = np.vstack([X_test, adversarial_inputs(model)])
+    np.testing.assert_array_equal(model.predict_proba(X_all, fhe="simulate"), model.predict_proba(X_all, fhe="disable"))
+    with pytest.raises(ValueError, match="rounding_threshold_bits must be a positive integer"):
+        model.compile(rounding_threshold_bits=0)
+
+
+@pytest.mark.fhe_execute
+def test_execute_equals_simulate_on_a_tiny_network():
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 4)
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    model = NeuralNetClassifier(
+        hidden_layer_sizes=(3,), n_w_bits=2, n_a_bits=2, n_accum_bits=6, max_epochs=30, random_state=0
+    ).fit(X, y)
+    model.compile()
+    assert model.circuit_report_.max_bit_width <= 6
+    samples = X[:3]
+    np.testing.assert_array_equal(model.predict_proba(samples, fhe="execute"), model.predict_proba(samples, fhe="simulate"))
+    np.testing.assert_array_equal(model.predict(samples, fhe="execute"), model.predict(samples, fhe="simulate"))
