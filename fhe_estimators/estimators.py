@@ -74,6 +74,15 @@ class _FHEMixin:
         "random_state",
     )
 
+    def _store_fhe_params(self, arguments: dict) -> None:
+        """Store our constructor arguments as they are (scikit-learn convention)."""
+        for name in self._fhe_params:
+            setattr(self, name, arguments[name])
+
+    def _get_param_names(self):
+        # skorch lists every public attribute; the module is ours to build, not a parameter.
+        return (name for name in super()._get_param_names() if name not in ("module", "_kwargs"))
+
     # ------------------------------------------------------------------ validation
     def _validate_hyperparameters(self) -> None:
         for name in ("n_w_bits", "n_a_bits", "n_accum_bits"):
@@ -333,20 +342,9 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         **kwargs,
     ):
         kwargs.setdefault("optimizer__weight_decay", DEFAULT_WEIGHT_DECAY)
-        super().__init__(QuantMLP, **_skorch_kwargs(dict(locals())))
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.n_w_bits = n_w_bits
-        self.n_a_bits = n_a_bits
-        self.n_accum_bits = n_accum_bits
-        self.n_hidden_neurons_multiplier = n_hidden_neurons_multiplier
-        self.pruning = pruning
-        self.pruning_start = pruning_start
-        self.pruning_end = pruning_end
-        self.pruning_frequency = pruning_frequency
-        self.rounding_threshold_bits = rounding_threshold_bits
-        self.p_error = p_error
-        self.fhe = fhe
-        self.random_state = random_state
+        arguments = dict(locals())
+        super().__init__(QuantMLP, **_skorch_kwargs(dict(arguments)))
+        self._store_fhe_params(arguments)
 
     def fit(self, X, y, **fit_params):
         """Validate, train with per-neuron pruning, and enforce the accumulator bound."""
@@ -445,20 +443,9 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         **kwargs,
     ):
         kwargs.setdefault("optimizer__weight_decay", DEFAULT_WEIGHT_DECAY)
-        super().__init__(QuantMLP, **_skorch_kwargs(dict(locals())))
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.n_w_bits = n_w_bits
-        self.n_a_bits = n_a_bits
-        self.n_accum_bits = n_accum_bits
-        self.n_hidden_neurons_multiplier = n_hidden_neurons_multiplier
-        self.pruning = pruning
-        self.pruning_start = pruning_start
-        self.pruning_end = pruning_end
-        self.pruning_frequency = pruning_frequency
-        self.rounding_threshold_bits = rounding_threshold_bits
-        self.p_error = p_error
-        self.fhe = fhe
-        self.random_state = random_state
+        arguments = dict(locals())
+        super().__init__(QuantMLP, **_skorch_kwargs(dict(arguments)))
+        self._store_fhe_params(arguments)
 
     def fit(self, X, y, **fit_params):
         """Validate, train with per-neuron pruning, and enforce the accumulator bound."""

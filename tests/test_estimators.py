@@ -102,3 +102,17 @@ def test_same_random_state_gives_same_model(breast_cancer):
     for a, b in zip(first.module_.integer_layers(), second.module_.integer_layers()):
         np.testing.assert_array_equal(a.weights, b.weights)
     np.testing.assert_array_equal(first.predict_proba(X_test), second.predict_proba(X_test))
+
+
+def test_clone_and_grid_search_over_the_bit_budget(breast_cancer):
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(hidden_layer_sizes=(4,), n_accum_bits=9, max_epochs=3, random_state=0)
+    params = clone(model).get_params(deep=False)
+    assert params["n_accum_bits"] == 9 and params["hidden_layer_sizes"] == (4,)
+    assert params["optimizer__weight_decay"] == 1e-4 and "module" not in params
+    search = GridSearchCV(model, {"n_accum_bits": [8, 10]}, cv=2).fit(X_train, y_train)
+    assert search.best_estimator_.n_accum_bits in (8, 10)
+    assert max(search.best_estimator_.accumulator_bits_) <= search.best_estimator_.n_accum_bits

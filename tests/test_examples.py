@@ -1,0 +1,35 @@
+"""The README's demo and the example scripts run end to end (real encryption: a minute)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fhe_estimators.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.fhe_execute
+def test_demo_reports_pruning_accuracy_and_encrypted_predictions(capsys):
+    assert main(["demo", "--samples", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Pruning report (Ω = 20, budget n_accum_bits = 10)" in out
+    bits = re.search(r"Worst-case accumulator bits per layer: \[([\d, ]+)\]", out).group(1)
+    assert all(int(b) <= 10 for b in bits.split(","))
+    simulated = float(re.search(r"Accuracy in FHE simulation:\s+([\d.]+)", out).group(1))
+    assert simulated >= 0.93
+    encrypted, expected = re.search(r"sample 0: encrypted -> (\d) \(simulated (\d)", out).groups()
+    assert encrypted == expected
+
+
+@pytest.mark.fhe_execute
+def test_quickstart_example_runs():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")], capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "accuracy in FHE simulation:" in result.stdout
+    assert "two encrypted predictions:" in result.stdout
