@@ -121,3 +121,23 @@ def enforce_accumulator_budget(
             if fits_signed(lo, hi, n_accum_bits)[0]:
                 break
     return keep
+
+
+def largest_weights_that_fit(
+    weights: np.ndarray, magnitudes: np.ndarray, input_min: int, input_max: int, n_accum_bits: int
+) -> np.ndarray:
+    """Per neuron: how many of its largest weights fit ``n_accum_bits`` exactly.
+
+    Weights are taken in decreasing ``magnitudes`` order (the float ``|w|``,
+    which breaks ties between equal integers); each one widens the exact
+    accumulator interval, so the count is the longest prefix that still fits.
+    This is the exact-budget mode: small weights cost little, so a neuron
+    usually keeps more than Ω of them.
+    """
+    weights = np.asarray(weights, dtype=np.int64)
+    order = np.argsort(-np.asarray(magnitudes), axis=1, kind="stable")
+    ranked = np.take_along_axis(weights, order, axis=1)
+    at_min, at_max = ranked * int(input_min), ranked * int(input_max)
+    low = np.cumsum(np.minimum(at_min, at_max), axis=1)
+    high = np.cumsum(np.maximum(at_min, at_max), axis=1)
+    return fits_signed(low, high, n_accum_bits).sum(axis=1)

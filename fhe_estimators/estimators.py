@@ -29,6 +29,7 @@ from .budget import (
     check_positive_int,
     enforce_accumulator_budget,
     kept_weights_per_neuron,
+    largest_weights_that_fit,
     omega,
     signed_bit_width,
 )
@@ -52,7 +53,32 @@ STATS_FRACTION = 0.4
 #: it keeps weights small, which is what lets a pruned neuron fit its accumulator.
 DEFAULT_WEIGHT_DECAY = 1e-4
 
+#: How many weights a neuron keeps: "count" keeps multiplier × Ω; "exact" keeps its largest
+#: weights as long as their exact integer worst case fits n_accum_bits.
+PRUNING_BUDGETS = ("exact", "count")
+
 _USE_PARAM = object()  # "take the constructor's value" for compile() arguments
+
+
+class TrainingScore(skorch.callbacks.Callback):
+    """Records the training accuracy (classifier) or R² (regressor) after each epoch.
+
+    Computed on the torch network in eval mode, next to the pruning callback's
+    ``sparsity``, so ``history`` shows what each pruning step cost.
+    """
+
+    def on_epoch_end(self, net, dataset_train=None, **kwargs):
+        if dataset_train is None:
+            return
+        X, y = np.asarray(dataset_train.X), np.asarray(dataset_train.y)
+        net.module_.eval()
+        with torch.no_grad():
+            outputs = net.module_(torch.as_tensor(X, dtype=torch.float32, device=net.device)).cpu().numpy()
+        net.module_.train()
+        if net._estimator_type == "classifier":
+            net.history.record("train_acc", float(np.mean(outputs.argmax(axis=1) == y)))
+        else:
+            net.history.record("train_r2", float(r2_score(y, outputs)))
 
 
 class _FHEMixin:
@@ -65,6 +91,8 @@ class _FHEMixin:
         "n_accum_bits",
         "n_hidden_neurons_multiplier",
         "pruning",
+        "pruning_budget",
+        "neuron_removal",
         "pruning_start",
         "pruning_end",
         "pruning_frequency",
@@ -102,6 +130,11 @@ class _FHEMixin:
             raise ValueError(f"n_hidden_neurons_multiplier must be a number > 0, got {multiplier!r}.")
         if self.pruning not in PRUNING_SCHEDULES:
             raise ValueError(f"pruning must be one of {PRUNING_SCHEDULES}, got {self.pruning!r}.")
+        if self.pruning_budget not in PRUNING_BUDGETS:
+            raise ValueError(f"pruning_budget must be one of {PRUNING_BUDGETS}, got {self.pruning_budget!r}.")
+        removal = self.neuron_removal
+        if isinstance(removal, bool) or not isinstance(removal, numbers.Real) or not 0.0 <= removal < 1.0:
+            raise ValueError(f"neuron_removal must be a fraction in [0, 1), got {removal!r}.")
         if not 0.0 <= self.pruning_start <= self.pruning_end <= 1.0:
             raise ValueError(
                 "Need 0 <= pruning_start <= pruning_end <= 1 (fractions of max_epochs), got "
@@ -139,7 +172,11 @@ class _FHEMixin:
         return max(1, round(STATS_FRACTION * self.max_epochs * batches_per_epoch))
 
     def get_default_callbacks(self):
-        return [*super().get_default_callbacks(), ("pruning", self._pruning_callback())]
+        return [
+            *super().get_default_callbacks(),
+            ("pruning", self._pruning_callback()),
+            ("train_score", TrainingScore()),
+        ]
 
     def _pruning_callback(self) -> PerNeuronPruning:
         return PerNeuronPruning(
@@ -148,7 +185,25 @@ class _FHEMixin:
             start=self.pruning_start,
             end=self.pruning_end,
             frequency=self.pruning_frequency,
+            budget=self._exact_keep_counts if self.pruning_budget == "exact" else None,
+            neuron_fraction=self.neuron_removal,
         )
+
+    def _exact_keep_counts(self, module: QuantMLP) -> list[np.ndarray]:
+        """Exact-budget mode: per neuron, its largest weights whose exact worst case fits."""
+        counts = []
+        for index, (linear, (low, high)) in enumerate(zip(module.linears, module.input_ranges())):
+            weight = linear.weight_orig if hasattr(linear, "weight_orig") else linear.weight
+            integers = module.quantize_weights(index, weight)
+            magnitudes = weight.detach().abs().cpu().numpy()
+            counts.append(largest_weights_that_fit(integers, magnitudes, low, high, self.n_accum_bits))
+        return counts
+
+    def _final_keep_counts(self) -> list:
+        """Per layer, the weights each neuron keeps when pruning is made permanent."""
+        if self.pruning_budget == "exact":
+            return self._exact_keep_counts(self.module_)
+        return [min(linear.weight.shape[1], self.max_nonzero_per_neuron_) for linear in self.module_.linears]
 
     def _fit_prepared(self, X: np.ndarray, y: np.ndarray, **fit_params):
         """Shared tail of ``fit``: budget, seed, skorch training loop, finalize."""
@@ -174,33 +229,53 @@ class _FHEMixin:
     # ------------------------------------------------------------------ pruning guarantee
     def _finalize_pruning(self) -> None:
         """Make masks permanent and enforce the exact accumulator bound on integer weights."""
-        module = self.module_
+        module = self.module_.eval()
         layers = list(module.linears)
-        keep_counts = [min(layer.weight.shape[1], self.max_nonzero_per_neuron_) for layer in layers]
+        keep_counts = self._final_keep_counts()
         for layer, k in zip(layers, keep_counts):
             # Top-k of the weights as trained (masked ones are 0 and stay out).
             set_row_masks(layer, k, source=layer.weight.detach().clone())
         make_masks_permanent(module)
 
-        dropped = [0] * len(layers)
-        # Dropping a weight can shrink the per-tensor scale; repeat until stable.
+        dropped, removed = [0] * len(layers), [0] * len(layers)
+        # Dropping weights or neurons can shrink a per-tensor scale; repeat until stable.
         for _ in range(10):
-            changed = False
-            for index, (layer, integer) in enumerate(zip(layers, module.integer_layers())):
-                keep = enforce_accumulator_budget(
-                    integer.weights, None, integer.input_min, integer.input_max, self.n_accum_bits
-                )
-                drop = (integer.weights != 0) & ~keep
-                if drop.any():
-                    with torch.no_grad():
-                        layer.weight[torch.from_numpy(drop)] = 0.0
-                    dropped[index] += int(drop.sum())
-                    changed = True
+            changed = self._drop_overflowing_weights(dropped)
+            changed = self._remove_dead_neurons(removed) or changed
             if not changed:
                 break
-        self._build_reports(keep_counts, dropped)
+        if any(removed):
+            self.initialize_optimizer()  # parameter shapes changed
+        self._build_reports(keep_counts, dropped, removed)
 
-    def _build_reports(self, keep_counts: list[int], dropped: list[int]) -> None:
+    def _drop_overflowing_weights(self, dropped: list[int]) -> bool:
+        """The exact check: drop each neuron's smallest weights until its worst case fits."""
+        changed = False
+        for index, (layer, integer) in enumerate(zip(self.module_.linears, self.module_.integer_layers())):
+            keep = enforce_accumulator_budget(
+                integer.weights, None, integer.input_min, integer.input_max, self.n_accum_bits
+            )
+            drop = (integer.weights != 0) & ~keep
+            if drop.any():
+                with torch.no_grad():
+                    layer.weight[torch.from_numpy(drop)] = 0.0
+                dropped[index] += int(drop.sum())
+                changed = True
+        return changed
+
+    def _remove_dead_neurons(self, removed: list[int]) -> bool:
+        """Take hidden neurons with no incoming weight out of the network (fewer PBS)."""
+        changed = False
+        for index, layer in enumerate(self.module_.linears[:-1]):
+            dead = np.flatnonzero(nonzero_per_neuron(layer.weight) == 0)
+            dead = dead[: layer.out_features - 1]  # a layer keeps at least one neuron
+            if len(dead):
+                self.module_.remove_hidden_neurons(index, dead)
+                removed[index] += len(dead)
+                changed = True
+        return changed
+
+    def _build_reports(self, keep_counts: list, dropped: list[int], removed: list[int]) -> None:
         report, bits, ranges = [], [], []
         for index, (layer, integer) in enumerate(zip(self.module_.linears, self.module_.integer_layers())):
             low, high = accumulator_bounds(integer.weights, None, integer.input_min, integer.input_max)
@@ -214,8 +289,10 @@ class _FHEMixin:
                     "layer": index,
                     "fan_in": int(integer.weights.shape[1]),
                     "neurons": int(integer.weights.shape[0]),
+                    "neurons_removed": removed[index],
                     "omega": self.omega_,
-                    "k": keep_counts[index],
+                    "budget": self.pruning_budget,
+                    "k": int(np.max(keep_counts[index])),
                     "max_nonzero": int(nonzero.max()),
                     "mean_nonzero": float(nonzero.mean()),
                     "max_nonzero_float": int(float_nonzero.max()),
@@ -316,6 +393,8 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         n_accum_bits=10,
         n_hidden_neurons_multiplier=1.0,
         pruning="gradual",
+        pruning_budget="exact",
+        neuron_removal=0.0,
         pruning_start=0.1,
         pruning_end=0.6,
         pruning_frequency=1,
@@ -418,6 +497,8 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         n_accum_bits=10,
         n_hidden_neurons_multiplier=1.0,
         pruning="gradual",
+        pruning_budget="exact",
+        neuron_removal=0.0,
         pruning_start=0.1,
         pruning_end=0.6,
         pruning_frequency=1,

@@ -110,3 +110,43 @@ class QuantMLP(nn.Module):
             weights = linear.quant_weight().int().cpu().numpy().astype(np.int64)
             layers.append(IntegerLayer(weights, low, high))
         return layers
+
+    @torch.no_grad()
+    def quantize_weights(self, index: int, weights: torch.Tensor) -> np.ndarray:
+        """Integers ``weights`` would get with layer ``index``'s current weight quantizer.
+
+        Used to rank candidate weights (e.g. pruned ones that may come back)
+        exactly as the circuit would see them.
+        """
+        linear = self.linears[index]
+        scale = linear.quant_weight().scale.detach()
+        high = 2 ** (self.n_w_bits - 1) - 1
+        integers = torch.clamp(torch.round(weights.detach() / scale), -high - 1, high)
+        return integers.cpu().numpy().astype(np.int64)
+
+    @torch.no_grad()
+    def remove_hidden_neurons(self, index: int, neurons: np.ndarray) -> None:
+        """Physically remove hidden ``neurons`` of linear layer ``index`` whose weights are all 0.
+
+        Such a neuron outputs a constant (its quantized ``ReLU(bias)``), so its
+        contribution is folded into the next layer's bias and the network
+        computes the same function with fewer neurons (fewer table lookups).
+        """
+        layer, following = self.linears[index], self.linears[index + 1]
+        if index >= len(self.activations):
+            raise ValueError("Only hidden layers (not the output layer) can lose neurons.")
+        if torch.count_nonzero(layer.weight[neurons]):
+            raise ValueError("Only neurons whose incoming weights are all zero can be removed.")
+        constant = self.activations[index](layer.bias[neurons].unsqueeze(0)).value.squeeze(0)
+        following_weight = following.quant_weight().value
+        following.bias += following_weight[:, neurons] @ constant
+        keep = np.setdiff1d(np.arange(layer.out_features), neurons)
+        # Shrink the parameters in place: brevitas tracks these very Parameter objects.
+        layer.weight.data = layer.weight.data[keep].clone()
+        layer.bias.data = layer.bias.data[keep].clone()
+        following.weight.data = following.weight.data[:, keep].clone()
+        layer.out_features = following.in_features = len(keep)
+
+    def hidden_sizes(self) -> list[int]:
+        """Current widths of the hidden layers (after any neuron removal)."""
+        return [linear.out_features for linear in self.linears[:-1]]

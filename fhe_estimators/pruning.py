@@ -1,16 +1,17 @@
 """Per-neuron magnitude pruning for linear layers, as a skorch callback.
 
-Each neuron (row of a linear layer's weight) keeps only its ``k`` largest
-weights by ``|w|``. The masks live in ``torch.nn.utils.prune`` buffers
-(``weight_mask``), so any skorch net with ``nn.Linear`` layers can use the
-callback. Masks are always recomputed from the *current* trained weights:
-during the gradual schedule a weight pruned earlier may come back if it is
-larger than the ones kept.
+Each neuron (row of a linear layer's weight) keeps only its largest weights by
+``|w|``. The masks live in ``torch.nn.utils.prune`` buffers (``weight_mask``),
+so any skorch net with ``nn.Linear`` layers can use the callback. Masks are
+recomputed from the *current* trained weights at every step: during the
+gradual schedule a weight pruned earlier may come back if it is larger than the
+ones kept. Optionally, whole hidden neurons (lowest L2 norm) are removed on the
+same schedule, which cuts the number of table lookups in FHE.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +19,13 @@ from skorch.callbacks import Callback
 from torch import nn
 from torch.nn.utils import prune
 
-PRUNING_SCHEDULES = ("gradual", "oneshot")
+#: "gradual": cubic schedule; "oneshot": one step at the end of the schedule;
+#: "initial": masks from the initial (untrained) weights, frozen (Concrete ML's
+#: recipe, kept only as a baseline to compare against).
+PRUNING_SCHEDULES = ("gradual", "oneshot", "initial")
+
+#: Returns, for each linear layer, the number of weights each neuron may keep at the end.
+KeepBudget = Callable[[nn.Module], Sequence[np.ndarray]]
 
 
 def linear_layers(module: nn.Module) -> list[nn.Linear]:
@@ -26,28 +33,36 @@ def linear_layers(module: nn.Module) -> list[nn.Linear]:
     return [layer for layer in module.modules() if isinstance(layer, nn.Linear)]
 
 
-def topk_row_mask(weight: torch.Tensor, k: int) -> torch.Tensor:
-    """Mask keeping the ``k`` largest ``|w|`` of each row (ties: lowest index)."""
-    fan_in = weight.shape[1]
-    if k >= fan_in:
-        return torch.ones_like(weight)
-    # A stable sort makes the choice among equal magnitudes deterministic.
+def topk_row_mask(weight: torch.Tensor, k) -> torch.Tensor:
+    """Mask keeping the ``k`` largest ``|w|`` of each row (``k``: int or one per row).
+
+    Ties are broken by the lowest index, so the choice is deterministic.
+    """
+    n_rows, fan_in = weight.shape
+    keep = torch.as_tensor(np.broadcast_to(np.asarray(k), (n_rows,)).copy(), dtype=torch.long)
     order = torch.sort(weight.abs(), dim=1, descending=True, stable=True).indices
-    mask = torch.zeros_like(weight)
-    mask.scatter_(1, order[:, :k], 1.0)
-    return mask
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(fan_in).expand(n_rows, fan_in))
+    return (ranks < keep[:, None]).to(weight.dtype)
 
 
-def cubic_keep_count(fan_in: int, final_keep: int, progress: float) -> int:
-    """Weights kept per neuron on Zhu & Gupta's (2017) cubic sparsity schedule.
+def cubic_progress(progress: float) -> float:
+    """Zhu & Gupta's (2017) schedule: the fraction of the final pruning done at ``progress``."""
+    progress = min(max(progress, 0.0), 1.0)
+    return 1.0 - (1.0 - progress) ** 3
+
+
+def cubic_keep_count(fan_in, final_keep, progress: float):
+    """Weights kept per neuron at ``progress`` of the cubic sparsity schedule.
 
     Sparsity rises from 0 to ``s_f = 1 - final_keep / fan_in`` as
     ``s_t = s_f (1 - (1 - progress)^3)``; the count is rounded up so the
-    budget is met exactly at ``progress == 1``.
+    budget is met exactly at ``progress == 1``. Works on arrays of neurons.
     """
-    progress = min(max(progress, 0.0), 1.0)
-    pruned = (fan_in - final_keep) * (1.0 - (1.0 - progress) ** 3)
-    return int(max(final_keep, fan_in - math.floor(pruned + 1e-9)))
+    final_keep = np.asarray(final_keep)
+    pruned = np.floor((fan_in - final_keep) * cubic_progress(progress) + 1e-9)
+    kept = np.maximum(final_keep, fan_in - pruned).astype(int)
+    return int(kept) if kept.ndim == 0 else kept
 
 
 def _weight_to_rank(layer: nn.Linear) -> torch.Tensor:
@@ -55,17 +70,21 @@ def _weight_to_rank(layer: nn.Linear) -> torch.Tensor:
     return layer.weight_orig if prune.is_pruned(layer) else layer.weight
 
 
-def set_row_masks(layer: nn.Linear, k: int, source: torch.Tensor | None = None) -> None:
-    """(Re)compute the per-neuron top-``k`` mask of ``layer`` from ``source`` weights."""
+def set_mask(layer: nn.Linear, mask: torch.Tensor) -> None:
+    """Install ``mask`` as the layer's pruning mask (replacing any previous one)."""
     with torch.no_grad():
-        weight = _weight_to_rank(layer) if source is None else source
-        mask = topk_row_mask(weight.detach(), k)
         if prune.is_pruned(layer):
             layer.weight_mask.copy_(mask)
             # Refresh the masked weight now, not only at the next forward pass.
             layer.weight = layer.weight_orig * layer.weight_mask
         else:
             prune.custom_from_mask(layer, "weight", mask)
+
+
+def set_row_masks(layer: nn.Linear, k, source: torch.Tensor | None = None) -> None:
+    """(Re)compute the per-neuron top-``k`` mask of ``layer`` from ``source`` weights."""
+    weight = _weight_to_rank(layer) if source is None else source
+    set_mask(layer, topk_row_mask(weight.detach(), k))
 
 
 def make_masks_permanent(module: nn.Module) -> None:
@@ -82,38 +101,66 @@ def nonzero_per_neuron(weight: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.count_nonzero(weight, axis=1)
 
 
+def lowest_norm_rows(weight: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Indices of the ``n_rows`` rows with the lowest L2 norm (ties: lowest index)."""
+    norms = weight.detach().norm(dim=1)
+    return torch.sort(norms, stable=True).indices[:n_rows]
+
+
+def sparsity(module: nn.Module) -> float:
+    """Fraction of zero weights over all linear layers."""
+    layers = linear_layers(module)
+    kept = sum(int(torch.count_nonzero(layer.weight.detach())) for layer in layers)
+    return 1.0 - kept / sum(layer.weight.numel() for layer in layers)
+
+
 class PerNeuronPruning(Callback):
-    """Prune each neuron of every linear layer to at most ``max_nonzero`` weights.
+    """Prune each neuron of every linear layer to a per-neuron weight budget.
 
     Parameters
     ----------
-    max_nonzero : int
-        Non-zero weights a neuron may keep at the end (capped by its fan-in).
-    schedule : "gradual" or "oneshot"
-        ``"gradual"``: the kept count falls from fan-in to ``max_nonzero`` on the
+    max_nonzero : int or None
+        Weights a neuron may keep at the end (capped by its fan-in). Ignored
+        when ``budget`` is given.
+    schedule : "gradual", "oneshot" or "initial"
+        ``"gradual"``: the kept count falls from fan-in to the budget on the
         cubic schedule between ``start`` and ``end``, masks recomputed from the
-        trained weights every ``frequency`` epochs. ``"oneshot"``: the final masks
-        are taken once, at ``end``, from the weights trained so far.
+        trained weights every ``frequency`` epochs. ``"oneshot"``: the final
+        masks are taken once, at ``end``, from the weights trained so far.
+        ``"initial"``: the final masks are taken from the initial weights
+        before training and never change (a baseline, not a recommendation).
     start, end : float
         Fractions of ``max_epochs`` where pruning starts and reaches its budget;
         the epochs after ``end`` fine-tune with the masks fixed.
     frequency : int
         Epochs between two mask updates of the gradual schedule.
+    budget : callable or None
+        ``budget(module)`` returns, per linear layer, an array with each
+        neuron's final keep count; evaluated at every mask update, so it can
+        depend on the current weights (the estimators' exact-budget mode).
+    neuron_fraction : float
+        Fraction of the neurons of every hidden layer (all linear layers but
+        the last) to switch off entirely, lowest L2 norm first, on the same
+        schedule.
     """
 
     def __init__(
         self,
-        max_nonzero: int,
+        max_nonzero: int | None = None,
         schedule: str = "gradual",
         start: float = 0.1,
         end: float = 0.6,
         frequency: int = 1,
+        budget: KeepBudget | None = None,
+        neuron_fraction: float = 0.0,
     ):
         self.max_nonzero = max_nonzero
         self.schedule = schedule
         self.start = start
         self.end = end
         self.frequency = frequency
+        self.budget = budget
+        self.neuron_fraction = neuron_fraction
 
     def initialize(self):
         if self.schedule not in PRUNING_SCHEDULES:
@@ -122,17 +169,22 @@ class PerNeuronPruning(Callback):
             raise ValueError(f"Need 0 <= start <= end <= 1, got start={self.start}, end={self.end}.")
         if int(self.frequency) < 1:
             raise ValueError(f"frequency must be a positive number of epochs, got {self.frequency}.")
+        if self.budget is None and (self.max_nonzero is None or self.max_nonzero < 1):
+            raise ValueError("Give max_nonzero (a positive count) or a budget callable.")
+        if not 0.0 <= self.neuron_fraction < 1.0:
+            raise ValueError(f"neuron_fraction must be in [0, 1), got {self.neuron_fraction}.")
         return self
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         epochs_done = len(net.history)
-        self._first_epoch = epochs_done + 1
         self._start_epoch = epochs_done + max(1, round(self.start * net.max_epochs))
         self._end_epoch = max(self._start_epoch, epochs_done + round(self.end * net.max_epochs))
+        if self.schedule == "initial" and epochs_done == 0:
+            self.update_masks(net.module_, 1.0)
 
     def progress(self, epoch: int) -> float | None:
         """Schedule progress (0..1) at ``epoch`` if masks update then, else None."""
-        if epoch < self._start_epoch or epoch > self._end_epoch:
+        if self.schedule == "initial" or epoch < self._start_epoch or epoch > self._end_epoch:
             return None
         if epoch == self._end_epoch:
             return 1.0
@@ -141,15 +193,27 @@ class PerNeuronPruning(Callback):
         span = self._end_epoch - self._start_epoch
         return (epoch - self._start_epoch) / span if span else 1.0
 
+    def final_keep_counts(self, module: nn.Module) -> list[np.ndarray]:
+        """Each neuron's keep count at the end of the schedule, per layer."""
+        layers = linear_layers(module)
+        if self.budget is not None:
+            return [np.asarray(k, dtype=int) for k in self.budget(module)]
+        return [np.full(layer.weight.shape[0], min(layer.weight.shape[1], self.max_nonzero)) for layer in layers]
+
+    def update_masks(self, module: nn.Module, progress: float) -> None:
+        """Recompute every layer's mask for ``progress`` of the schedule."""
+        layers = linear_layers(module)
+        for index, (layer, final_keep) in enumerate(zip(layers, self.final_keep_counts(module))):
+            weight = _weight_to_rank(layer).detach()
+            mask = topk_row_mask(weight, cubic_keep_count(weight.shape[1], final_keep, progress))
+            n_off = int(round(self.neuron_fraction * weight.shape[0] * cubic_progress(progress)))
+            if index < len(layers) - 1 and n_off:
+                n_off = min(n_off, weight.shape[0] - 1)  # a layer keeps at least one neuron
+                mask[lowest_norm_rows(weight * mask, n_off)] = 0.0
+            set_mask(layer, mask)
+
     def on_epoch_end(self, net, **kwargs):
-        epoch = len(net.history)
-        progress = self.progress(epoch)
+        progress = self.progress(len(net.history))
         if progress is not None:
-            for layer in linear_layers(net.module_):
-                fan_in = layer.weight.shape[1]
-                final_keep = min(fan_in, self.max_nonzero)
-                set_row_masks(layer, cubic_keep_count(fan_in, final_keep, progress))
-        layers = linear_layers(net.module_)
-        kept = sum(int(np.count_nonzero(layer.weight.detach().cpu().numpy())) for layer in layers)
-        total = sum(layer.weight.numel() for layer in layers)
-        net.history.record("sparsity", 1.0 - kept / total)
+            self.update_masks(net.module_, progress)
+        net.history.record("sparsity", sparsity(net.module_))

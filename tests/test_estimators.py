@@ -7,11 +7,12 @@ from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, omega
 from fhe_estimators.budget import accumulator_bounds, fits_signed
 
 FAST = dict(max_epochs=15, random_state=0)
+COUNT = dict(FAST, pruning_budget="count")
 
 
 def assert_budget_holds(model):
     """Every neuron: ≤ k non-zeros, and exact worst case within n_accum_bits (recomputed here)."""
-    k = model.max_nonzero_per_neuron_
+    k = model.max_nonzero_per_neuron_ if model.pruning_budget == "count" else np.inf
     for layer, integer, report in zip(model.module_.linears, model.module_.integer_layers(), model.pruning_report_):
         float_counts = np.count_nonzero(layer.weight.detach().numpy(), axis=1)
         assert (float_counts <= min(k, layer.weight.shape[1])).all()
@@ -25,7 +26,7 @@ def assert_budget_holds(model):
 @pytest.fixture(scope="module")
 def cancer_model(breast_cancer):
     X_train, _, y_train, _ = breast_cancer
-    return NeuralNetClassifier(hidden_layer_sizes=(24,), **FAST).fit(X_train, y_train)
+    return NeuralNetClassifier(hidden_layer_sizes=(24,), **COUNT).fit(X_train, y_train)
 
 
 def test_per_neuron_nonzero_counts_and_accumulator_fit_the_budget(cancer_model):
@@ -41,7 +42,7 @@ def test_per_neuron_nonzero_counts_and_accumulator_fit_the_budget(cancer_model):
 def test_multiplier_four_keeps_more_weights_and_exact_check_still_holds(breast_cancer, n_accum_bits):
     X_train, _, y_train, _ = breast_cancer
     model = NeuralNetClassifier(
-        hidden_layer_sizes=(24,), n_accum_bits=n_accum_bits, n_hidden_neurons_multiplier=4, **FAST
+        hidden_layer_sizes=(24,), n_accum_bits=n_accum_bits, n_hidden_neurons_multiplier=4, **COUNT
     ).fit(X_train, y_train)
     assert model.max_nonzero_per_neuron_ == min(30, 4 * omega(n_accum_bits, 3, 3))
     assert_budget_holds(model)
