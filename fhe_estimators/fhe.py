@@ -42,7 +42,8 @@ class CircuitReport:
     accumulator_bits: list[int] = field(default_factory=list)  # per linear layer, as compiled
 
 
-def _gemm_ops(quantized_module) -> list[QuantizedGemm]:
+def gemm_ops(quantized_module) -> list[QuantizedGemm]:
+    """The linear layers of a compiled module, in order."""
     return [op for _, op in quantized_module.quant_layers_dict.values() if isinstance(op, QuantizedGemm)]
 
 
@@ -89,7 +90,7 @@ def compiled_accumulator_bits(quantized_module) -> list[int]:
     """Bit-width Concrete gave each Gemm's integer accumulator in the circuit."""
     graph = quantized_module.fhe_circuit.graph
     widths = []
-    for op in _gemm_ops(quantized_module):
+    for op in gemm_ops(quantized_module):
         tag = op.op_instance_name + ".matmul"
         nodes = [
             node
@@ -134,7 +135,7 @@ def compile_module(
         torch_module = torch_module.cpu().eval()
         quantized_module = _compile_or_explain(torch_module, calibration, verbose=verbose, **kwargs)
 
-    ops = _gemm_ops(quantized_module)
+    ops = gemm_ops(quantized_module)
     if len(ops) != len(integer_weights):
         raise RuntimeError(f"Expected {len(integer_weights)} linear layers in the circuit, found {len(ops)}.")
     for index, (op, weights) in enumerate(zip(ops, integer_weights)):

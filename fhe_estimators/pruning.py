@@ -82,9 +82,13 @@ def set_mask(layer: nn.Linear, mask: torch.Tensor) -> None:
 
 
 def set_row_masks(layer: nn.Linear, k, source: torch.Tensor | None = None) -> None:
-    """(Re)compute the per-neuron top-``k`` mask of ``layer`` from ``source`` weights."""
-    weight = _weight_to_rank(layer) if source is None else source
-    set_mask(layer, topk_row_mask(weight.detach(), k))
+    """(Re)compute the per-neuron top-``k`` mask of ``layer`` from ``source`` weights.
+
+    A zero in ``source`` is never kept: when ``source`` is the masked weight,
+    a row with fewer than ``k`` survivors must not bring pruned weights back.
+    """
+    weight = (_weight_to_rank(layer) if source is None else source).detach()
+    set_mask(layer, topk_row_mask(weight, k) * (weight != 0))
 
 
 def make_masks_permanent(module: nn.Module) -> None:

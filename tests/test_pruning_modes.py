@@ -1,0 +1,152 @@
+"""Issue-3 pruning: schedule values, exact-budget mode, neuron removal, reports and plots."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import skorch
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, omega
+from fhe_estimators.budget import accumulator_bounds, enforce_accumulator_budget, fits_signed, largest_weights_that_fit
+from fhe_estimators.fhe import gemm_ops
+from fhe_estimators.module import QuantMLP
+from fhe_estimators.plots import plot_history, plot_pruning
+from fhe_estimators.pruning import PerNeuronPruning, linear_layers
+
+
+class Wide(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(12, 6)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.hidden(x)))
+
+
+class KeptCounts(skorch.callbacks.Callback):
+    def on_epoch_end(self, net, **kwargs):
+        self.counts = getattr(self, "counts", [])
+        self.counts.append(int(np.count_nonzero(net.module_.hidden.weight.detach().numpy()[0])))
+
+
+def test_gradual_schedule_keeps_the_cubic_counts_at_given_epochs():
+    rng = np.random.RandomState(0)
+    X = rng.randn(64, 12).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    counts = KeptCounts()
+    torch.manual_seed(0)
+    skorch.NeuralNetClassifier(
+        Wide, criterion=nn.CrossEntropyLoss, max_epochs=10, train_split=None, verbose=0,
+        callbacks=[("prune", PerNeuronPruning(max_nonzero=3, start=0.2, end=0.6)), ("count", counts)],
+    ).fit(X, y)
+    # Steps at epochs 2..6, progress p = (e - 2) / 4; kept = 12 - floor(9 (1 - (1 - p)^3)).
+    assert counts.counts == [12, 12, 7, 5, 4, 3, 3, 3, 3, 3]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    weights=st.lists(st.lists(st.floats(-1, 1, allow_nan=False), min_size=10, max_size=10), min_size=1, max_size=5),
+    n_accum_bits=st.integers(6, 10),
+)
+def test_exact_budget_fits_and_keeps_at_least_the_count_budget(weights, n_accum_bits):
+    floats = np.array(weights)
+    integers = np.clip(np.round(floats / (np.abs(floats).max() + 1e-12) * 3), -4, 3).astype(int)
+    counts = largest_weights_that_fit(integers, np.abs(floats), 0, 7, n_accum_bits)
+    order = np.argsort(-np.abs(floats), axis=1, kind="stable")
+    ranks = np.argsort(order, axis=1)
+    kept = np.where(ranks < counts[:, None], integers, 0)
+    low, high = accumulator_bounds(kept, None, 0, 7)
+    assert fits_signed(low, high, n_accum_bits).all()
+    # The count mode keeps k = Ω weights, then the exact check drops what overflows.
+    k = min(10, omega(n_accum_bits, 3, 3))
+    count_mode = np.where(ranks < k, integers, 0)
+    count_kept = enforce_accumulator_budget(count_mode, None, 0, 7, n_accum_bits)
+    assert (np.count_nonzero(kept, axis=1) >= count_kept.sum(axis=1)).all()
+
+
+@pytest.fixture(scope="module")
+def both_budgets(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    return {
+        budget: NeuralNetClassifier(hidden_layer_sizes=(16,), n_accum_bits=8, pruning_budget=budget, max_epochs=30, random_state=0).fit(X_train, y_train)
+        for budget in ("count", "exact")
+    }
+
+
+def test_exact_budget_mode_keeps_more_weights_within_the_same_bound(both_budgets):
+    kept = {budget: sum(r["mean_nonzero"] * r["neurons"] for r in m.pruning_report_) for budget, m in both_budgets.items()}
+    assert kept["exact"] >= kept["count"]
+    exact = both_budgets["exact"]
+    assert max(exact.accumulator_bits_) <= 8
+    assert max(r["max_nonzero"] for r in exact.pruning_report_) > exact.omega_  # more than Ω where it fits
+    assert sum(r["dropped_by_check"] for r in exact.pruning_report_) == 0  # nothing left for the check
+
+
+def test_removing_a_dead_neuron_keeps_the_function():
+    torch.manual_seed(0)
+    module = QuantMLP(5, 2, (6,), 3, 3, collect_stats_steps=1)
+    module.train()
+    module(torch.randn(64, 5))  # one step of range statistics
+    module.eval()
+    with torch.no_grad():
+        module.linears[0].weight[[1, 4]] = 0.0
+        module.linears[0].bias[1] = 0.7  # a dead neuron still outputs ReLU(bias)
+    X = torch.randn(32, 5)
+    before = module(X).detach()
+    module.remove_hidden_neurons(0, np.array([1, 4]))
+    assert module.hidden_sizes() == [4] and module.linears[1].weight.shape == (2, 4)
+    torch.testing.assert_close(module(X).detach(), before, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="all zero"):
+        module.remove_hidden_neurons(0, np.array([0]))
+
+
+def test_neuron_removal_shrinks_the_compiled_circuit(breast_cancer):
+    X_train, X_test, y_train, y_test = breast_cancer
+    full = NeuralNetClassifier(hidden_layer_sizes=(12,), max_epochs=30, random_state=0).fit(X_train, y_train).compile()
+    slim = NeuralNetClassifier(hidden_layer_sizes=(12,), neuron_removal=0.5, max_epochs=30, random_state=0)
+    slim.fit(X_train, y_train).compile()
+    assert slim.module_.hidden_sizes() == [6]
+    assert slim.pruning_report_[0]["neurons"] == 6 and slim.pruning_report_[0]["neurons_removed"] == 6
+    gemm_shapes = [op.constant_inputs[1].qvalues.shape for op in gemm_ops(slim.quantized_module_)]
+    assert gemm_shapes[0] in ((6, 30), (30, 6)) and gemm_shapes[1] in ((2, 6), (6, 2))
+    assert slim.circuit_report_.pbs_count < full.circuit_report_.pbs_count
+    assert slim.score(X_test, y_test, fhe="simulate") > 0.9
+    np.testing.assert_array_equal(slim.predict(X_test, fhe="simulate"), slim.predict(X_test, fhe="disable"))
+
+
+def test_neuron_removal_is_validated(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    for bad in (1.0, -0.1, "half"):
+        with pytest.raises(ValueError, match="neuron_removal must be a fraction in \\[0, 1\\)"):
+            NeuralNetClassifier(neuron_removal=bad, max_epochs=1).fit(X_train, y_train)
+    with pytest.raises(ValueError, match="pruning_budget must be one of"):
+        NeuralNetClassifier(pruning_budget="loose", max_epochs=1).fit(X_train, y_train)
+
+
+def test_initial_schedule_freezes_masks_from_untrained_weights(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(hidden_layer_sizes=(8,), pruning="initial", pruning_budget="count", max_epochs=5, random_state=0)
+    model.fit(X_train, y_train)
+    sparsity = model.history[:, "sparsity"]
+    assert sparsity[0] > 0 and len(set(np.round(sparsity, 6))) == 1  # pruned from the start, never changes
+
+
+def test_history_and_plots(both_budgets, diabetes):
+    model = both_budgets["exact"]
+    assert len(model.history[:, "train_acc"]) == 30 and model.history[-1, "train_acc"] > 0.9
+    figure = plot_pruning(model)
+    bars = [patch for axis in figure.axes for patch in axis.patches]
+    assert len(bars) == 2 * sum(r["neurons"] for r in model.pruning_report_)
+    assert plot_history(model).axes[0].get_lines()
+    X_train, _, y_train, _ = diabetes
+    regressor = NeuralNetRegressor(hidden_layer_sizes=(4,), max_epochs=3, random_state=0).fit(X_train, y_train)
+    assert len(regressor.history[:, "train_r2"]) == 3
+    with pytest.raises(ValueError, match="fitted model"):
+        plot_pruning(NeuralNetClassifier())
