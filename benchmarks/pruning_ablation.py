@@ -70,11 +70,65 @@ def run_one(task, params, bits, data, random_state=0):
     }
 
 
+def write_report(results: list[dict], markdown_path: Path, plot_path: Path) -> None:
+    """A markdown table (one row per data set and budget) and a bar plot of the scores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(METHODS)
+    lines = [
+        "| data set | bits (w, a, accum) | float MLP | " + " | ".join(methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
+    keys = sorted({(r["dataset"], tuple(r["bits"])) for r in results}, key=lambda k: (list(DATASETS).index(k[0]), k[1]))
+    for dataset, bits in keys:
+        rows = {r["method"]: r for r in results if r["dataset"] == dataset and tuple(r["bits"]) == bits}
+        cells = [
+            f"{rows[m]['simulated_score']:.3f} ({rows[m]['sparsity']:.0%}, {rows[m]['pbs']} PBS)" if m in rows else "-"
+            for m in methods
+        ]
+        ceiling = next(iter(rows.values()))["float_mlp"]
+        lines.append(f"| {dataset} | {bits} | {ceiling:.3f} | " + " | ".join(cells) + " |")
+    markdown_path.write_text("\n".join(lines) + "\n")
+
+    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in results)]
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 4), squeeze=False)
+    width = 0.8 / len(methods)
+    for axis, dataset in zip(axes[0], datasets):
+        budgets = [b for b in BUDGETS if any(r["dataset"] == dataset and tuple(r["bits"]) == b for r in results)]
+        for index, method in enumerate(methods):
+            scores = [
+                next((r["simulated_score"] for r in results if r["dataset"] == dataset and tuple(r["bits"]) == b and r["method"] == method), np.nan)
+                for b in budgets
+            ]
+            axis.bar(np.arange(len(budgets)) + index * width, scores, width, label=method)
+        ceiling = next(r["float_mlp"] for r in results if r["dataset"] == dataset)
+        axis.axhline(ceiling, color="black", linestyle="--", label="float MLP")
+        axis.set_xticks(np.arange(len(budgets)) + 0.4 - width / 2, [str(b) for b in budgets])
+        axis.set_title(f"{dataset} ({'R²' if DATASETS[dataset][1] == 'regression' else 'accuracy'}, FHE-simulated)")
+        axis.set_ylim(max(0.0, min(r["simulated_score"] for r in results if r["dataset"] == dataset) - 0.1), 1.0)
+        axis.set_xlabel("(n_w, n_a, n_accum)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small")
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    figure.savefig(plot_path, dpi=110)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/results/pruning_ablation.json")
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    parser.add_argument("--report-only", nargs="*", help="JSON result files to merge into the report, without training")
+    parser.add_argument("--markdown", default="benchmarks/results/pruning_ablation.md")
+    parser.add_argument("--plot", default="docs/pruning_ablation.png")
     args = parser.parse_args()
+    if args.report_only:
+        results = [row for path in args.report_only for row in json.loads(Path(path).read_text())]
+        Path(args.out).write_text(json.dumps(results, indent=1))
+        write_report(results, Path(args.markdown), Path(args.plot))
+        return
     results = []
     for name in args.datasets:
         loader, task = DATASETS[name]
@@ -92,6 +146,7 @@ def main():
                 )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
+    write_report(results, Path(args.markdown), Path(args.plot))
 
 
 if __name__ == "__main__":
