@@ -88,6 +88,7 @@ class _FHEMixin:
         "hidden_layer_sizes",
         "n_w_bits",
         "n_a_bits",
+        "n_input_bits",
         "n_accum_bits",
         "n_hidden_neurons_multiplier",
         "pruning",
@@ -115,7 +116,10 @@ class _FHEMixin:
     def _validate_hyperparameters(self) -> None:
         for name in ("n_w_bits", "n_a_bits", "n_accum_bits"):
             check_positive_int(getattr(self, name), name)
-        omega(self.n_accum_bits, self.n_w_bits, self.n_a_bits)  # raises when Ω == 0
+        if self.n_input_bits is not None:
+            check_positive_int(self.n_input_bits, "n_input_bits")
+        for input_bits in {self.n_a_bits, self._input_bits()}:
+            omega(self.n_accum_bits, self.n_w_bits, input_bits)  # raises when Ω == 0
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral):
             sizes = (sizes,)
@@ -150,6 +154,9 @@ class _FHEMixin:
         return X.astype(np.float32)
 
     # ------------------------------------------------------------------ training
+    def _input_bits(self) -> int:
+        return self.n_a_bits if self.n_input_bits is None else self.n_input_bits
+
     def _hidden_sizes(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
         return (int(sizes),) if isinstance(sizes, numbers.Integral) else tuple(int(s) for s in sizes)
@@ -162,6 +169,7 @@ class _FHEMixin:
             hidden_layer_sizes=self._hidden_sizes(),
             n_w_bits=self.n_w_bits,
             n_a_bits=self.n_a_bits,
+            n_input_bits=self._input_bits(),
             collect_stats_steps=self._stats_steps(),
         ).to(self.device)
         return self
@@ -185,7 +193,7 @@ class _FHEMixin:
             start=self.pruning_start,
             end=self.pruning_end,
             frequency=self.pruning_frequency,
-            budget=self._exact_keep_counts if self.pruning_budget == "exact" else None,
+            budget=self._exact_keep_counts if self.pruning_budget == "exact" else self._count_keep_counts,
             neuron_fraction=self.neuron_removal,
         )
 
@@ -199,15 +207,24 @@ class _FHEMixin:
             counts.append(largest_weights_that_fit(integers, magnitudes, low, high, self.n_accum_bits))
         return counts
 
+    def _count_keep_counts(self, module: QuantMLP) -> list[np.ndarray]:
+        """Count mode: k = min(fan_in, multiplier × Ω) per layer, Ω from that layer's input bits."""
+        return [
+            np.full(linear.out_features, kept_weights_per_neuron(linear.in_features, layer_omega, self.n_hidden_neurons_multiplier))
+            for linear, layer_omega in zip(module.linears, self.layer_omegas_)
+        ]
+
     def _final_keep_counts(self) -> list:
         """Per layer, the weights each neuron keeps when pruning is made permanent."""
         if self.pruning_budget == "exact":
             return self._exact_keep_counts(self.module_)
-        return [min(linear.weight.shape[1], self.max_nonzero_per_neuron_) for linear in self.module_.linears]
+        return self._count_keep_counts(self.module_)
 
     def _fit_prepared(self, X: np.ndarray, y: np.ndarray, **fit_params):
         """Shared tail of ``fit``: budget, seed, skorch training loop, finalize."""
         self.omega_ = omega(self.n_accum_bits, self.n_w_bits, self.n_a_bits)
+        first_omega = omega(self.n_accum_bits, self.n_w_bits, self._input_bits())
+        self.layer_omegas_ = [first_omega] + [self.omega_] * len(self._hidden_sizes())
         self.max_nonzero_per_neuron_ = kept_weights_per_neuron(
             max(X.shape[1], *self._hidden_sizes()), self.omega_, self.n_hidden_neurons_multiplier
         )
@@ -290,7 +307,7 @@ class _FHEMixin:
                     "fan_in": int(integer.weights.shape[1]),
                     "neurons": int(integer.weights.shape[0]),
                     "neurons_removed": removed[index],
-                    "omega": self.omega_,
+                    "omega": self.layer_omegas_[index],
                     "budget": self.pruning_budget,
                     "k": int(np.max(keep_counts[index])),
                     "max_nonzero": int(nonzero.max()),
@@ -391,6 +408,7 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         n_w_bits=3,
         n_a_bits=3,
         n_accum_bits=10,
+        n_input_bits=None,
         n_hidden_neurons_multiplier=1.0,
         pruning="gradual",
         pruning_budget="exact",
@@ -495,6 +513,7 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         n_w_bits=3,
         n_a_bits=3,
         n_accum_bits=10,
+        n_input_bits=None,
         n_hidden_neurons_multiplier=1.0,
         pruning="gradual",
         pruning_budget="exact",

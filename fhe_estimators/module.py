@@ -40,7 +40,8 @@ class QuantMLP(nn.Module):
     ----------
     input_dim, output_dim : sizes of the input and output layers.
     hidden_layer_sizes : widths of the hidden layers (may be empty).
-    n_w_bits, n_a_bits : bit-widths of weights and of inputs/activations.
+    n_w_bits, n_a_bits : bit-widths of weights and of hidden activations.
+    n_input_bits : bit-width of the model input (default: ``n_a_bits``).
     collect_stats_steps : training steps over which each activation quantizer
         measures its input range before its scale becomes a learned parameter.
         Until then the scale is not settled, so it must end well before training
@@ -55,12 +56,14 @@ class QuantMLP(nn.Module):
         n_w_bits: int = 3,
         n_a_bits: int = 3,
         collect_stats_steps: int = 300,
+        n_input_bits: int | None = None,
     ):
         super().__init__()
         self.n_w_bits = n_w_bits
         self.n_a_bits = n_a_bits
+        self.n_input_bits = n_a_bits if n_input_bits is None else n_input_bits
         self.input_quant = qnn.QuantIdentity(
-            bit_width=n_a_bits,
+            bit_width=self.n_input_bits,
             signed=True,
             act_quant=Int8ActPerTensorPoT,
             return_quant_tensor=True,
@@ -98,7 +101,7 @@ class QuantMLP(nn.Module):
 
     def input_ranges(self) -> list[tuple[int, int]]:
         """Integer range of each linear layer's input, as its quantizer defines it."""
-        first = (-(2 ** (self.n_a_bits - 1)), 2 ** (self.n_a_bits - 1) - 1)
+        first = (-(2 ** (self.n_input_bits - 1)), 2 ** (self.n_input_bits - 1) - 1)
         hidden = (0, 2**self.n_a_bits - 1)
         return [first] + [hidden] * (len(self.linears) - 1)
 

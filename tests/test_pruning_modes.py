@@ -150,3 +150,28 @@ def test_history_and_plots(both_budgets, diabetes):
     assert len(regressor.history[:, "train_r2"]) == 3
     with pytest.raises(ValueError, match="fitted model"):
         plot_pruning(NeuralNetClassifier())
+
+
+def test_wider_model_input_keeps_the_guarantee_and_fixes_iris(iris):
+    """3-bit inputs are too coarse for iris; 4-bit inputs (hidden layers still 3-bit) are not."""
+    X_train, X_test, y_train, y_test = iris
+    model = NeuralNetClassifier(n_input_bits=4, random_state=1).fit(X_train, y_train)
+    assert model.module_.input_ranges()[0] == (-8, 7)
+    assert [layer["omega"] for layer in model.pruning_report_] == [omega(10, 3, 4), omega(10, 3, 3)]
+    assert max(model.accumulator_bits_) <= 10
+    model.compile()
+    assert model.score(X_test, y_test, fhe="simulate") >= 0.95
+    baseline = NeuralNetClassifier(random_state=1).fit(X_train, y_train)
+    assert baseline.score(X_test, y_test) < model.score(X_test, y_test)
+
+
+def test_count_budget_uses_the_first_layers_own_omega(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(
+        hidden_layer_sizes=(8,), n_input_bits=5, pruning_budget="count", max_epochs=10, random_state=0
+    ).fit(X_train, y_train)
+    first_k = omega(10, 3, 5)  # 1023 // (7 * 31) = 4
+    assert model.pruning_report_[0]["k"] == first_k
+    assert model.pruning_report_[0]["max_nonzero"] <= first_k
+    with pytest.raises(ValueError, match="n_input_bits must be a positive integer"):
+        NeuralNetClassifier(n_input_bits=0, max_epochs=1).fit(X_train, y_train)
