@@ -37,7 +37,6 @@ from .module import QuantMLP
 from .pruning import (
     PRUNING_SCHEDULES,
     PerNeuronPruning,
-    linear_layers,
     make_masks_permanent,
     nonzero_per_neuron,
     set_row_masks,
@@ -139,7 +138,10 @@ class _FHEMixin:
         removal = self.neuron_removal
         if isinstance(removal, bool) or not isinstance(removal, numbers.Real) or not 0.0 <= removal < 1.0:
             raise ValueError(f"neuron_removal must be a fraction in [0, 1), got {removal!r}.")
-        if not 0.0 <= self.pruning_start <= self.pruning_end <= 1.0:
+        fractions = (self.pruning_start, self.pruning_end)
+        if not all(isinstance(f, numbers.Real) and not isinstance(f, bool) for f in fractions) or not (
+            0.0 <= self.pruning_start <= self.pruning_end <= 1.0
+        ):
             raise ValueError(
                 "Need 0 <= pruning_start <= pruning_end <= 1 (fractions of max_epochs), got "
                 f"pruning_start={self.pruning_start}, pruning_end={self.pruning_end}."

@@ -126,3 +126,9 @@ def test_circuit_wider_than_16_bits_names_the_hyperparameter(data):
     assert max(model.accumulator_bits_) > 16
     with pytest.raises(ValueError, match="over Concrete's limit of 16.*Lower n_accum_bits"):
         model.compile()
+
+
+@pytest.mark.parametrize("start, end", [(0.7, 0.2), (-0.1, 0.5), (0.1, 1.5), ("0.1", 0.6), (None, 0.6)])
+def test_bad_pruning_schedule_fractions(data, start, end):
+    with pytest.raises(ValueError, match="Need 0 <= pruning_start <= pruning_end <= 1"):
+        NeuralNetClassifier(pruning_start=start, pruning_end=end, **TINY).fit(*data)

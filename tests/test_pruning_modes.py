@@ -17,7 +17,7 @@ from fhe_estimators.budget import accumulator_bounds, enforce_accumulator_budget
 from fhe_estimators.fhe import gemm_ops
 from fhe_estimators.module import QuantMLP
 from fhe_estimators.plots import plot_history, plot_pruning
-from fhe_estimators.pruning import PerNeuronPruning, linear_layers
+from fhe_estimators.pruning import PerNeuronPruning
 
 
 class Wide(nn.Module):
