@@ -242,7 +242,7 @@ class _FHEMixin:
         return self
 
     def _forget_compilation(self) -> None:
-        for name in ("quantized_module_", "fhe_circuit_", "circuit_report_"):
+        for name in ("quantized_module_", "fhe_circuit_", "circuit_report_", "compile_arguments_"):
             vars(self).pop(name, None)
 
     # ------------------------------------------------------------------ pruning guarantee
@@ -325,6 +325,26 @@ class _FHEMixin:
         self.accumulator_bits_ = bits
         self.accumulator_ranges_ = ranges
 
+    # ------------------------------------------------------------------ persistence
+    def __getstate__(self):
+        """Pickle the network as weights, and never the compiled circuit (it holds keys)."""
+        state = dict(vars(self))
+        module = state.pop("module_", None)
+        for name in ("optimizer_", "quantized_module_", "fhe_circuit_"):
+            state.pop(name, None)
+        state["_module_state"] = None if module is None else module.to_state()
+        return state
+
+    def __setstate__(self, state):
+        module_state = state.pop("_module_state", None)
+        vars(self).update(state)
+        if module_state is not None:
+            self.module_ = QuantMLP.from_state(module_state).to(self.device)
+            self.initialize_optimizer()
+        if hasattr(self, "circuit_report_"):
+            # It was compiled: compile again (deterministic), keys are generated when needed.
+            self.compile(**self.compile_arguments_)
+
     # ------------------------------------------------------------------ FHE
     def compile(
         self,
@@ -348,6 +368,11 @@ class _FHEMixin:
         rounding = self.rounding_threshold_bits if rounding_threshold_bits is _USE_PARAM else rounding_threshold_bits
         if rounding is not None:
             check_positive_int(rounding, "rounding_threshold_bits")
+        self.compile_arguments_ = dict(
+            X=None if X is None else calibration,
+            rounding_threshold_bits=rounding,
+            p_error=self.p_error if p_error is _USE_PARAM else p_error,
+        )
         self.quantized_module_ = fhe_backend.compile_module(
             self.module_,
             calibration,

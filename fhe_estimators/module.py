@@ -59,6 +59,16 @@ class QuantMLP(nn.Module):
         n_input_bits: int | None = None,
     ):
         super().__init__()
+        #: What rebuilds an identical module (brevitas layers do not pickle; see ``to_state``).
+        self.init_kwargs = dict(
+            input_dim=input_dim,
+            output_dim=output_dim,
+            hidden_layer_sizes=tuple(hidden_layer_sizes),
+            n_w_bits=n_w_bits,
+            n_a_bits=n_a_bits,
+            collect_stats_steps=collect_stats_steps,
+            n_input_bits=n_input_bits,
+        )
         self.n_w_bits = n_w_bits
         self.n_a_bits = n_a_bits
         self.n_input_bits = n_a_bits if n_input_bits is None else n_input_bits
@@ -153,3 +163,14 @@ class QuantMLP(nn.Module):
     def hidden_sizes(self) -> list[int]:
         """Current widths of the hidden layers (after any neuron removal)."""
         return [linear.out_features for linear in self.linears[:-1]]
+
+    def to_state(self) -> dict:
+        """A picklable description: constructor arguments (current widths) and weights."""
+        return {"init": {**self.init_kwargs, "hidden_layer_sizes": tuple(self.hidden_sizes())}, "weights": self.state_dict()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "QuantMLP":
+        """Rebuild a module saved with :meth:`to_state`."""
+        module = cls(**state["init"])
+        module.load_state_dict(state["weights"])
+        return module.eval()

@@ -132,3 +132,32 @@ def test_execute_equals_simulate_on_a_tiny_network():
     samples = X[:3]
     np.testing.assert_array_equal(model.predict_proba(samples, fhe="execute"), model.predict_proba(samples, fhe="simulate"))
     np.testing.assert_array_equal(model.predict(samples, fhe="execute"), model.predict(samples, fhe="simulate"))
+
+
+@pytest.mark.fhe_execute
+def test_pickle_and_joblib_round_trips_keep_every_mode_and_no_keys():
+    import io
+    import pickle
+
+    import joblib
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(150, 4)
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    model = NeuralNetClassifier(
+        hidden_layer_sizes=(3,), n_w_bits=2, n_a_bits=2, n_accum_bits=6, max_epochs=20, random_state=0
+    ).fit(X, y)
+    fitted = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(fitted.predict_proba(X), model.predict_proba(X))
+
+    model.compile()
+    executed = model.predict_proba(X[:2], fhe="execute")  # generates the keys
+    blob = pickle.dumps(model)
+    assert len(blob) < 1_000_000  # evaluation keys alone are megabytes: none were pickled
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    buffer.seek(0)
+    for loaded in (pickle.loads(blob), joblib.load(buffer)):
+        for mode in ("disable", "simulate"):
+            np.testing.assert_array_equal(loaded.predict_proba(X, fhe=mode), model.predict_proba(X, fhe=mode))
+        np.testing.assert_array_equal(loaded.predict_proba(X[:2], fhe="execute"), executed)

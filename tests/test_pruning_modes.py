@@ -4,6 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import pickle
+
 import numpy as np
 import pytest
 import skorch
@@ -119,6 +121,9 @@ def test_neuron_removal_shrinks_the_compiled_circuit(breast_cancer):
     assert slim.circuit_report_.pbs_count < full.circuit_report_.pbs_count
     assert slim.score(X_test, y_test, fhe="simulate") > 0.9
     np.testing.assert_array_equal(slim.predict(X_test, fhe="simulate"), slim.predict(X_test, fhe="disable"))
+    loaded = pickle.loads(pickle.dumps(slim))  # rebuilt with the shrunken widths
+    assert loaded.module_.hidden_sizes() == [6]
+    np.testing.assert_array_equal(loaded.predict(X_test, fhe="simulate"), slim.predict(X_test, fhe="simulate"))
 
 
 def test_neuron_removal_is_validated(breast_cancer):
