@@ -119,14 +119,20 @@ def test_compile_with_rounding_threshold_keeps_simulation_exact(breast_cancer):
         model.compile(rounding_threshold_bits=0)
 
 
-@pytest.mark.fhe_execute
-def test_execute_equals_simulate_on_a_tiny_network():
+def fit_tiny_network():
+    """A 4-3-2 network at 2/2/6 bits: small enough to encrypt in seconds."""
     rng = np.random.RandomState(0)
     X = rng.randn(200, 4)
     y = (X[:, 0] - X[:, 1] > 0).astype(int)
     model = NeuralNetClassifier(
         hidden_layer_sizes=(3,), n_w_bits=2, n_a_bits=2, n_accum_bits=6, max_epochs=30, random_state=0
-    ).fit(X, y)
+    )
+    return model.fit(X, y), X
+
+
+@pytest.mark.fhe_execute
+def test_execute_equals_simulate_on_a_tiny_network():
+    model, X = fit_tiny_network()
     model.compile()
     assert model.circuit_report_.max_bit_width <= 6
     samples = X[:3]
@@ -141,12 +147,7 @@ def test_pickle_and_joblib_round_trips_keep_every_mode_and_no_keys():
 
     import joblib
 
-    rng = np.random.RandomState(0)
-    X = rng.randn(150, 4)
-    y = (X[:, 0] - X[:, 1] > 0).astype(int)
-    model = NeuralNetClassifier(
-        hidden_layer_sizes=(3,), n_w_bits=2, n_a_bits=2, n_accum_bits=6, max_epochs=20, random_state=0
-    ).fit(X, y)
+    model, X = fit_tiny_network()
     fitted = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(fitted.predict_proba(X), model.predict_proba(X))
 
