@@ -40,6 +40,7 @@ from .pruning import (
     make_masks_permanent,
     nonzero_per_neuron,
     set_row_masks,
+    unmasked_weight,
 )
 
 #: Rows of the training data kept to calibrate ``compile`` when no X is given.
@@ -190,20 +191,25 @@ class _FHEMixin:
 
     def _pruning_callback(self) -> PerNeuronPruning:
         return PerNeuronPruning(
-            max_nonzero=self.max_nonzero_per_neuron_,
             schedule=self.pruning,
             start=self.pruning_start,
             end=self.pruning_end,
             frequency=self.pruning_frequency,
-            budget=self._exact_keep_counts if self.pruning_budget == "exact" else self._count_keep_counts,
+            budget=self._keep_counts,
             neuron_fraction=self.neuron_removal,
         )
+
+    def _keep_counts(self, module: QuantMLP) -> list[np.ndarray]:
+        """Per layer, the weights each neuron may keep under ``pruning_budget``."""
+        if self.pruning_budget == "exact":
+            return self._exact_keep_counts(module)
+        return self._count_keep_counts(module)
 
     def _exact_keep_counts(self, module: QuantMLP) -> list[np.ndarray]:
         """Exact-budget mode: per neuron, its largest weights whose exact worst case fits."""
         counts = []
         for index, (linear, (low, high)) in enumerate(zip(module.linears, module.input_ranges())):
-            weight = linear.weight_orig if hasattr(linear, "weight_orig") else linear.weight
+            weight = unmasked_weight(linear)
             integers = module.quantize_weights(index, weight)
             magnitudes = weight.detach().abs().cpu().numpy()
             counts.append(largest_weights_that_fit(integers, magnitudes, low, high, self.n_accum_bits))
@@ -215,12 +221,6 @@ class _FHEMixin:
             np.full(linear.out_features, kept_weights_per_neuron(linear.in_features, layer_omega, self.n_hidden_neurons_multiplier))
             for linear, layer_omega in zip(module.linears, self.layer_omegas_)
         ]
-
-    def _final_keep_counts(self) -> list:
-        """Per layer, the weights each neuron keeps when pruning is made permanent."""
-        if self.pruning_budget == "exact":
-            return self._exact_keep_counts(self.module_)
-        return self._count_keep_counts(self.module_)
 
     def _fit_prepared(self, X: np.ndarray, y: np.ndarray, **fit_params):
         """Shared tail of ``fit``: budget, seed, skorch training loop, finalize."""
@@ -250,7 +250,7 @@ class _FHEMixin:
         """Make masks permanent and enforce the exact accumulator bound on integer weights."""
         module = self.module_.eval()
         layers = list(module.linears)
-        keep_counts = self._final_keep_counts()
+        keep_counts = self._keep_counts(module)
         for layer, k in zip(layers, keep_counts):
             # Top-k of the weights as trained (masked ones are 0 and stay out).
             set_row_masks(layer, k, source=layer.weight.detach().clone())

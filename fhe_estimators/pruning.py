@@ -65,7 +65,7 @@ def cubic_keep_count(fan_in, final_keep, progress: float):
     return int(kept) if kept.ndim == 0 else kept
 
 
-def _weight_to_rank(layer: nn.Linear) -> torch.Tensor:
+def unmasked_weight(layer: nn.Linear) -> torch.Tensor:
     """Current trained weight, before any mask (pruned weights can come back)."""
     return layer.weight_orig if prune.is_pruned(layer) else layer.weight
 
@@ -87,7 +87,7 @@ def set_row_masks(layer: nn.Linear, k, source: torch.Tensor | None = None) -> No
     A zero in ``source`` is never kept: when ``source`` is the masked weight,
     a row with fewer than ``k`` survivors must not bring pruned weights back.
     """
-    weight = (_weight_to_rank(layer) if source is None else source).detach()
+    weight = (unmasked_weight(layer) if source is None else source).detach()
     set_mask(layer, topk_row_mask(weight, k) * (weight != 0))
 
 
@@ -208,7 +208,7 @@ class PerNeuronPruning(Callback):
         """Recompute every layer's mask for ``progress`` of the schedule."""
         layers = linear_layers(module)
         for index, (layer, final_keep) in enumerate(zip(layers, self.final_keep_counts(module))):
-            weight = _weight_to_rank(layer).detach()
+            weight = unmasked_weight(layer).detach()
             mask = topk_row_mask(weight, cubic_keep_count(weight.shape[1], final_keep, progress))
             n_off = int(round(self.neuron_fraction * weight.shape[0] * cubic_progress(progress)))
             if index < len(layers) - 1 and n_off:
