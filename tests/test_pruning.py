@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import skorch
 import torch
+from nets import TwoLayer
 from torch import nn
 
 from fhe_estimators.pruning import PerNeuronPruning, cubic_keep_count, linear_layers, topk_row_mask
@@ -24,16 +25,6 @@ def test_cubic_schedule_matches_zhu_gupta():
     assert cubic_keep_count(fan_in, keep, 0.5) == 30
     counts = [cubic_keep_count(fan_in, keep, p) for p in np.linspace(0, 1, 11)]
     assert counts == sorted(counts, reverse=True)
-
-
-class TwoLayer(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.hidden = nn.Linear(12, 10)
-        self.out = nn.Linear(10, 2)
-
-    def forward(self, x):
-        return self.out(torch.relu(self.hidden(x)))
 
 
 class MaskRecorder(skorch.callbacks.Callback):

@@ -14,22 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from nets import TwoLayer
+
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, omega
 from fhe_estimators.budget import accumulator_bounds, enforce_accumulator_budget, fits_signed, largest_weights_that_fit
 from fhe_estimators.fhe import gemm_ops
 from fhe_estimators.module import QuantMLP
 from fhe_estimators.plots import plot_history, plot_pruning
 from fhe_estimators.pruning import PerNeuronPruning
-
-
-class Wide(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.hidden = nn.Linear(12, 6)
-        self.out = nn.Linear(6, 2)
-
-    def forward(self, x):
-        return self.out(torch.relu(self.hidden(x)))
 
 
 class KeptCounts(skorch.callbacks.Callback):
@@ -45,7 +37,7 @@ def test_gradual_schedule_keeps_the_cubic_counts_at_given_epochs():
     counts = KeptCounts()
     torch.manual_seed(0)
     skorch.NeuralNetClassifier(
-        Wide, criterion=nn.CrossEntropyLoss, max_epochs=10, train_split=None, verbose=0,
+        TwoLayer, module__hidden=6, criterion=nn.CrossEntropyLoss, max_epochs=10, train_split=None, verbose=0,
         callbacks=[("prune", PerNeuronPruning(max_nonzero=3, start=0.2, end=0.6)), ("count", counts)],
     ).fit(X, y)
     # Steps at epochs 2..6, progress p = (e - 2) / 4; kept = 12 - floor(9 (1 - (1 - p)^3)).
