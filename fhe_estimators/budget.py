@@ -52,6 +52,20 @@ def omega(n_accum_bits: int, n_w_bits: int, n_a_bits: int) -> int:
     return value
 
 
+def default_input_bits(n_features: int, n_w_bits: int, n_a_bits: int, n_accum_bits: int) -> int:
+    """Input bit-width when the user does not choose one: one more bit than the activations
+    whenever the first layer would still fit ``n_accum_bits`` with *no* pruning at that width.
+
+    The worst case is every weight at its most negative integer times every
+    input at its most negative one: ``n_features · 2^(n_w−1) · 2^(b−1)``. When
+    that fits, the extra input precision is free (nothing must be pruned for
+    it); when it does not, inputs keep ``n_a_bits`` and pruning keeps its room.
+    """
+    wider = n_a_bits + 1
+    worst_case = n_features * 2 ** (n_w_bits - 1) * 2 ** (wider - 1)
+    return wider if worst_case <= 2 ** (n_accum_bits - 1) - 1 else n_a_bits
+
+
 def kept_weights_per_neuron(fan_in: int, omega_value: int, multiplier: float) -> int:
     """``k = min(fan_in, floor(multiplier × Ω))``, at least 1."""
     return int(max(1, min(fan_in, np.floor(multiplier * omega_value))))

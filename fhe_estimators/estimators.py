@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import skorch
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import type_of_target
 from skorch.dataset import Dataset
@@ -27,6 +28,7 @@ from . import fhe as fhe_backend
 from .budget import (
     accumulator_bounds,
     check_positive_int,
+    default_input_bits,
     enforce_accumulator_budget,
     kept_weights_per_neuron,
     largest_weights_that_fit,
@@ -52,6 +54,14 @@ STATS_FRACTION = 0.4
 #: L2 penalty passed to the optimizer unless the user sets ``optimizer__weight_decay``:
 #: it keeps weights small, which is what lets a pruned neuron fit its accumulator.
 DEFAULT_WEIGHT_DECAY = 1e-4
+
+#: ``optimizer__weight_decay="auto"`` (the regressor's default) tries these penalties on a
+#: held-out part of the training data and trains on all of it with the best one, as
+#: ``RidgeCV`` picks its alpha. Noisy targets (diabetes) want 0.1–0.3, clean ones 1e-4.
+AUTO_WEIGHT_DECAYS = (1e-4, 1e-2, 1e-1, 3e-1)
+AUTO_VALIDATION_FRACTION = 0.2
+#: Below this many samples a hold-out says nothing; "auto" then means DEFAULT_WEIGHT_DECAY.
+AUTO_MIN_SAMPLES = 20
 
 #: How many weights a neuron keeps: "count" keeps multiplier × Ω; "exact" keeps its largest
 #: weights as long as their exact integer worst case fits n_accum_bits.
@@ -118,7 +128,7 @@ class _FHEMixin:
             check_positive_int(getattr(self, name), name)
         if self.n_input_bits is not None:
             check_positive_int(self.n_input_bits, "n_input_bits")
-        for input_bits in {self.n_a_bits, self._input_bits()}:
+        for input_bits in {self.n_a_bits, self.n_input_bits or self.n_a_bits}:
             omega(self.n_accum_bits, self.n_w_bits, input_bits)  # raises when Ω == 0
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral):
@@ -158,7 +168,10 @@ class _FHEMixin:
 
     # ------------------------------------------------------------------ training
     def _input_bits(self) -> int:
-        return self.n_a_bits if self.n_input_bits is None else self.n_input_bits
+        """``n_input_bits``, or the free extra bit of :func:`budget.default_input_bits`."""
+        if self.n_input_bits is not None:
+            return self.n_input_bits
+        return default_input_bits(self.n_features_in_, self.n_w_bits, self.n_a_bits, self.n_accum_bits)
 
     def _hidden_sizes(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
@@ -172,7 +185,7 @@ class _FHEMixin:
             hidden_layer_sizes=self._hidden_sizes(),
             n_w_bits=self.n_w_bits,
             n_a_bits=self.n_a_bits,
-            n_input_bits=self._input_bits(),
+            n_input_bits=self.n_input_bits_,
             collect_stats_steps=self._stats_steps(),
         ).to(self.device)
         return self
@@ -225,11 +238,13 @@ class _FHEMixin:
     def _fit_prepared(self, X: np.ndarray, y: np.ndarray, **fit_params):
         """Shared tail of ``fit``: budget, seed, skorch training loop, finalize."""
         self.omega_ = omega(self.n_accum_bits, self.n_w_bits, self.n_a_bits)
-        first_omega = omega(self.n_accum_bits, self.n_w_bits, self._input_bits())
+        self.n_input_bits_ = self._input_bits()
+        first_omega = omega(self.n_accum_bits, self.n_w_bits, self.n_input_bits_)
         self.layer_omegas_ = [first_omega] + [self.omega_] * len(self._hidden_sizes())
         self.max_nonzero_per_neuron_ = kept_weights_per_neuron(
             max(X.shape[1], *self._hidden_sizes()), self.omega_, self.n_hidden_neurons_multiplier
         )
+        self.weight_decay_ = self._resolve_weight_decay(X, y)
         self.n_train_samples_ = len(X)
         rng = np.random.RandomState(self.random_state)
         if self.random_state is not None:
@@ -240,6 +255,63 @@ class _FHEMixin:
         super().fit(X, y, **fit_params)
         self._finalize_pruning()
         return self
+
+    def _resolve_weight_decay(self, X: np.ndarray, y: np.ndarray) -> float:
+        """The L2 penalty this fit uses: the user's number, or the hold-out choice for "auto"."""
+        vars(self).pop("weight_decay_scores_", None)
+        decay = getattr(self, "optimizer__weight_decay", 0.0)
+        if isinstance(decay, str) and decay == "auto":
+            return self._select_weight_decay(X, y)
+        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not decay >= 0:
+            raise ValueError(f'optimizer__weight_decay must be a number >= 0 or "auto", got {decay!r}.')
+        return float(decay)
+
+    def _select_weight_decay(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Fit once per candidate penalty on 80% of the data, keep the best on the other 20%.
+
+        Scores are those of the quantized network in the clear, which are the
+        FHE-simulated ones (the forward pass reproduces the circuit's rounding).
+        """
+        self.weight_decay_scores_ = {}
+        if len(X) < AUTO_MIN_SAMPLES:
+            return DEFAULT_WEIGHT_DECAY
+        stratify = y if self._estimator_type == "classifier" else None
+        try:
+            train, valid = train_test_split(
+                np.arange(len(X)), test_size=AUTO_VALIDATION_FRACTION, random_state=self.random_state, stratify=stratify
+            )
+        except ValueError as error:
+            raise ValueError(
+                f'optimizer__weight_decay="auto" needs a stratified hold-out of the training data: {error} '
+                "Set optimizer__weight_decay to a number instead."
+            ) from None
+        for decay in AUTO_WEIGHT_DECAYS:
+            candidate = clone(self).set_params(optimizer__weight_decay=decay, verbose=0)
+            candidate.fit(X[train], y[train])
+            self.weight_decay_scores_[decay] = float(candidate.score(X[valid], y[valid], fhe="disable"))
+        return max(self.weight_decay_scores_, key=self.weight_decay_scores_.get)
+
+    def set_params(self, **params):
+        """skorch's ``set_params``, keeping ``optimizer__*`` values as parameters.
+
+        On a fitted net, skorch 0.11 only pushes ``optimizer__*`` into the live
+        optimizer, so ``get_params`` and the next ``fit`` would still see the old
+        value. "auto" is resolved at ``fit`` and never reaches a live optimizer.
+        """
+        optimizer_params = {key: value for key, value in params.items() if key.startswith("optimizer__")}
+        live = {key: value for key, value in params.items() if not (isinstance(value, str) and value == "auto")}
+        super().set_params(**live)
+        for key, value in optimizer_params.items():
+            setattr(self, key, value)
+            self._kwargs[key] = value
+        return self
+
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        """skorch's optimizer arguments, with "auto" weight decay replaced by the chosen value."""
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        if kwargs.get("weight_decay") == "auto":
+            kwargs["weight_decay"] = self.weight_decay_
+        return args, kwargs
 
     def _forget_compilation(self) -> None:
         for name in ("quantized_module_", "fhe_circuit_", "circuit_report_", "compile_arguments_"):
@@ -569,7 +641,7 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         device="cpu",
         **kwargs,
     ):
-        kwargs.setdefault("optimizer__weight_decay", DEFAULT_WEIGHT_DECAY)
+        kwargs.setdefault("optimizer__weight_decay", "auto")
         arguments = dict(locals())
         super().__init__(QuantMLP, **_skorch_kwargs(dict(arguments)))
         self._store_fhe_params(arguments)

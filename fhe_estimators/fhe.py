@@ -10,6 +10,7 @@ exact worst case over all in-range inputs, computed on the integer weights.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -133,7 +134,9 @@ def compile_module(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch_module = torch_module.cpu().eval()
-        quantized_module = _compile_or_explain(torch_module, calibration, verbose=verbose, **kwargs)
+        exporting = getattr(torch_module, "exporting", contextlib.nullcontext)
+        with exporting():
+            quantized_module = _compile_or_explain(torch_module, calibration, verbose=verbose, **kwargs)
 
     ops = gemm_ops(quantized_module)
     if len(ops) != len(integer_weights):

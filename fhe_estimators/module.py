@@ -10,12 +10,19 @@ Every scale is a power of two (Concrete ML's PoT quantizers), which lets
 Concrete ML replace each requantization by a cheap rounding before the table
 lookup. Biases stay in float: Concrete ML then folds them into the table
 lookup, so they never enter the integer accumulator.
+
+That rounding happens on the accumulator *before* the float bias is added, so
+the circuit does not compute what brevitas alone would. The forward pass
+therefore reproduces it (with a straight-through gradient): the network is
+trained, and predicts in the clear, exactly as it will run in FHE.
 """
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import brevitas.nn as qnn
 import numpy as np
@@ -103,11 +110,43 @@ class QuantMLP(nn.Module):
             for _ in hidden_layer_sizes
         )
 
+        #: Reproduce Concrete ML's accumulator rounding in ``forward`` (off while exporting).
+        self.round_like_concrete = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.input_quant(x)
         for linear, activation in zip(self.linears[:-1], self.activations):
-            x = activation(linear(x))
+            z = linear(x)
+            if self.round_like_concrete:
+                z = self._round_accumulator(z, linear, x.scale, activation)
+            x = activation(z)
         return self.linears[-1](x)
+
+    @staticmethod
+    def _round_accumulator(z: torch.Tensor, linear, input_scale: torch.Tensor, activation) -> torch.Tensor:
+        """Round the integer accumulator of ``z`` the way Concrete ML's PoT pass does.
+
+        Concrete removes ``log2(output scale / accumulator scale)`` low bits of
+        the accumulator (round half up) before the table lookup adds the bias
+        and applies the activation. The gradient passes straight through.
+        """
+        unit = (input_scale * linear.quant_weight().scale).detach()
+        output_scale = activation.quant_act_scale().detach()
+        lsbs = int(round(math.log2(float(output_scale / unit))))
+        if lsbs <= 0:
+            return z
+        accumulator = torch.round((z - linear.bias).detach() / unit)
+        rounded = torch.floor(accumulator / 2**lsbs + 0.5) * 2**lsbs
+        return z + (rounded - accumulator) * unit
+
+    @contextmanager
+    def exporting(self) -> Iterator["QuantMLP"]:
+        """The plain brevitas graph, for Concrete ML to import (it adds the rounding itself)."""
+        previous, self.round_like_concrete = self.round_like_concrete, False
+        try:
+            yield self
+        finally:
+            self.round_like_concrete = previous
 
     def input_ranges(self) -> list[tuple[int, int]]:
         """Integer range of each linear layer's input, as its quantizer defines it."""

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from fhe_estimators import omega
 from fhe_estimators.budget import (
     accumulator_bounds,
+    default_input_bits,
     enforce_accumulator_budget,
     fits_signed,
     kept_weights_per_neuron,
@@ -91,3 +92,12 @@ def test_enforce_budget_fits_and_drops_smallest_first(weights, n_accum_bits):
         dropped, remaining = np.abs(row[~row_keep & (row != 0)]), np.abs(row[row_keep])
         if dropped.size and remaining.size:
             assert dropped.max() <= remaining.min()
+
+
+@pytest.mark.parametrize("n_features, expected", [(4, 4), (15, 4), (16, 3), (30, 3)])
+def test_default_input_bits_adds_a_bit_only_when_the_unpruned_layer_fits(n_features, expected):
+    # 3-bit weights (most negative -4), 4-bit inputs (most negative -8): 16 per term, 511 fits 10 bits.
+    assert default_input_bits(n_features, 3, 3, 10) == expected
+    worst = n_features * 4 * 2 ** (expected - 1)
+    low, high = accumulator_bounds(np.full((1, n_features), -4), None, -(2 ** (expected - 1)), 2 ** (expected - 1) - 1)
+    assert high == worst and (expected == 3 or fits_signed(low, high, 10))

@@ -5,6 +5,7 @@ import pytest
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, omega
 from fhe_estimators.budget import accumulator_bounds, fits_signed
+from fhe_estimators.estimators import AUTO_WEIGHT_DECAYS
 
 FAST = dict(max_epochs=15, random_state=0)
 COUNT = dict(FAST, pruning_budget="count")
@@ -117,3 +118,22 @@ def test_clone_and_grid_search_over_the_bit_budget(breast_cancer):
     search = GridSearchCV(model, {"n_accum_bits": [8, 10]}, cv=2).fit(X_train, y_train)
     assert search.best_estimator_.n_accum_bits in (8, 10)
     assert max(search.best_estimator_.accumulator_bits_) <= search.best_estimator_.n_accum_bits
+
+
+def test_regressor_picks_its_weight_decay_on_a_hold_out(diabetes):
+    X_train, _, y_train, _ = diabetes
+    model = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=8, random_state=0).fit(X_train, y_train)
+    assert model.get_params()["optimizer__weight_decay"] == "auto"  # the parameter is left as given
+    scores = model.weight_decay_scores_
+    assert set(scores) == set(AUTO_WEIGHT_DECAYS) and model.weight_decay_ == max(scores, key=scores.get)
+    assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
+    model.set_params(optimizer__weight_decay=0.05).fit(X_train, y_train)
+    assert model.weight_decay_ == 0.05 and not hasattr(model, "weight_decay_scores_")
+    assert model.optimizer_.param_groups[0]["weight_decay"] == 0.05
+
+
+@pytest.mark.parametrize("bad", [-0.1, "fast", None])
+def test_weight_decay_must_be_a_number_or_auto(diabetes, bad):
+    X_train, _, y_train, _ = diabetes
+    with pytest.raises(ValueError, match="optimizer__weight_decay"):
+        NeuralNetRegressor(max_epochs=1, optimizer__weight_decay=bad).fit(X_train, y_train)

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 from concrete.ml.torch.compile import compile_brevitas_qat_model
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
 from fhe_estimators.budget import accumulator_bounds
-from fhe_estimators.fhe import compiled_accumulator_bits
+from fhe_estimators.fhe import compiled_accumulator_bits, gemm_ops
 
 # Overflow is judged by bit-exact equality between simulation (which wraps around
 # like FHE) and the clear int64 computation (which cannot overflow). Concrete's
@@ -78,6 +79,23 @@ def test_clear_quantized_equals_simulation_on_test_data(compiled_classifier, bre
     np.testing.assert_array_equal(model.predict_proba(X_test, fhe="simulate"), model.predict_proba(X_test, fhe="disable"))
     assert model.score(X_test, y_test, fhe="simulate") > 0.9
     assert model.fhe_circuit_ is model.quantized_module_.fhe_circuit
+
+
+def test_the_trained_network_computes_what_the_circuit_computes(iris):
+    """Concrete ML rounds each hidden accumulator before its bias is added; the torch forward
+    reproduces it, so clear outputs before compile equal the circuit's (iris seed 0 lost a
+    test sample to this mismatch before)."""
+    X_train, X_test, y_train, _ = iris
+    model = NeuralNetClassifier(random_state=0).fit(X_train, y_train)
+    before = model.predict_proba(X_test, fhe="disable")  # torch module, not compiled yet
+    model.compile()
+    rounded = [op.lsbs_to_remove.get("matmul", 0) for op in gemm_ops(model.quantized_module_)[:-1]]
+    assert all(lsbs > 0 for lsbs in rounded)  # the rounding really is in the circuit
+    np.testing.assert_allclose(before, model.predict_proba(X_test, fhe="simulate"), atol=1e-6)
+    model.module_.round_like_concrete = False  # the plain brevitas network differs
+    with torch.no_grad():
+        plain = model.module_(torch.as_tensor(X_test, dtype=torch.float32)).numpy()
+    assert not np.allclose(plain, model.quantized_module_.forward(X_test.astype(np.float32), fhe="simulate"))
 
 
 def test_simulate_compiles_a_fitted_model_by_itself(breast_cancer, capsys):
