@@ -1,9 +1,9 @@
-# Two entry points (see README): `make demo` and `make test`. Both create .venv when missing.
+# Entry points (see README): `make demo`, `make test`, `make bench`. Each creates .venv when missing.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test bench install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest -q
+
+# Full benchmark (about an hour): writes benchmarks/results/RESULTS.md and pareto.png.
+bench: install-test
+	$(BIN)/fhe-estimators bench
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

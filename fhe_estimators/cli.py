@@ -1,4 +1,4 @@
-"""Command line: ``fhe-estimators demo``."""
+"""Command line: ``fhe-estimators demo`` and ``fhe-estimators bench``."""
 
 from __future__ import annotations
 
@@ -78,10 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="train, compile and run encrypted on breast cancer")
     demo_parser.add_argument("--samples", type=int, default=3, help="encrypted predictions to run")
+    bench_parser = commands.add_parser("bench", help="benchmark against Concrete ML's built-in networks and a float MLP")
+    bench_parser.add_argument("--quick", action="store_true", help="(3,3,10) only, one encrypted sample")
+    bench_parser.add_argument("--datasets", nargs="+", help="subset of breast_cancer iris digits diabetes")
+    bench_parser.add_argument("--samples", type=int, help="encrypted samples per model (default 3, 1 with --quick)")
+    bench_parser.add_argument("--out", default="benchmarks/results", help="directory for RESULTS.md and pareto.png")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.command == "demo":
         demo(args.samples)
+    elif args.command == "bench":
+        from .benchmark import bench
+
+        print(f"Results written to {bench(args.out, quick=args.quick, datasets=args.datasets, samples=args.samples)}")
     return 0
 
 

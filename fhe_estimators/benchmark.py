@@ -1,0 +1,337 @@
+"""``fhe-estimators bench``: us, Concrete ML's built-in networks and a float MLP, in one run.
+
+For each data set (StandardScaler, ``test_size=0.25, random_state=0``) and bit budget, each model
+is trained, compiled, simulated and run encrypted on the same split, and every number in the
+report is measured in this run on this machine: scores, times, circuit size, and the cost of one
+programmable bootstrapping (PBS) at each bit-width the circuits use, which gives each circuit's
+latency floor ``Σ PBS count × cost per PBS``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = {
+    "breast_cancer": "classification",
+    "iris": "classification",
+    "digits": "classification",
+    "diabetes": "regression",
+}
+#: (n_w_bits, n_a_bits, n_accum_bits); None means "each library's own defaults".
+BUDGETS = {"(3,3,10)": (3, 3, 10), "(4,4,12)": (4, 4, 12), "defaults": None}
+MODELS = ("fhe_estimators", "Concrete ML built-in", "float MLP (sklearn)")
+#: PBS timed per bit-width: a vector this long, run this many times.
+PBS_PROBE_SIZE, PBS_PROBE_RUNS = 8, 3
+
+
+@dataclass
+class Measurement:
+    """One model on one data set and budget. FHE fields are None for the float MLP."""
+
+    dataset: str
+    budget: str
+    model: str
+    clear_score: float
+    fit_s: float
+    simulated_score: float | None = None
+    compile_s: float | None = None
+    max_bit_width: int | None = None
+    pbs_count: int | None = None
+    pbs_per_bit_width: dict = field(default_factory=dict)
+    keygen_s: float | None = None
+    latency_s: float | None = None  # median encrypt + run + decrypt, per sample
+    floor_s: float | None = None  # Σ PBS count × measured cost of one PBS at that width
+    execute_matches_simulate: bool | None = None
+
+
+def load_split(name: str):
+    """Scaled train/test split of a scikit-learn toy data set, as in every benchmark here."""
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
+    scaler = StandardScaler().fit(X_train)
+    return (
+        scaler.transform(X_train).astype(np.float32),
+        scaler.transform(X_test).astype(np.float32),
+        y_train,
+        y_test,
+    )
+
+
+def _score(task: str, y_true, y_pred) -> float:
+    from sklearn.metrics import accuracy_score, r2_score
+
+    return float(accuracy_score(y_true, y_pred) if task == "classification" else r2_score(y_true, np.ravel(y_pred)))
+
+
+def pbs_per_bit_width(circuit) -> Counter:
+    """How many PBS the circuit runs at each input bit-width (one per element of each table lookup)."""
+    counts: Counter = Counter()
+    for node in circuit.graph.graph.nodes:
+        if getattr(node, "converted_to_table_lookup", False) and node.output.is_encrypted:
+            counts[int(node.inputs[0].dtype.bit_width)] += int(np.prod(node.output.shape))
+    return counts
+
+
+class PBSCostProbe:
+    """Seconds per PBS at a given bit-width, measured once per width on a small vector circuit."""
+
+    def __init__(self):
+        self.seconds: dict[int, float] = {}
+
+    def cost(self, bit_width: int) -> float:
+        if bit_width not in self.seconds:
+            self.seconds[bit_width] = self._measure(bit_width)
+        return self.seconds[bit_width]
+
+    @staticmethod
+    def _measure(bit_width: int) -> float:
+        from concrete import fhe
+
+        modulus = 2**bit_width
+
+        @fhe.compiler({"x": "encrypted"})
+        def lookup(x):
+            return fhe.univariate(lambda v: (v * 5 + 3) % modulus)(x)
+
+        rng = np.random.default_rng(0)
+        inputset = [np.full(PBS_PROBE_SIZE, v) for v in (0, modulus - 1)]
+        inputset += [rng.integers(0, modulus, PBS_PROBE_SIZE) for _ in range(8)]
+        circuit = lookup.compile(inputset)
+        circuit.keygen()
+        sample = rng.integers(0, modulus, PBS_PROBE_SIZE)
+        encrypted = circuit.encrypt(sample)
+        times = []
+        for _ in range(PBS_PROBE_RUNS):
+            start = time.perf_counter()
+            circuit.run(encrypted)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) / PBS_PROBE_SIZE
+
+
+def _encrypted_latency(quantized_module, X: np.ndarray, n_samples: int):
+    """Key generation seconds, median per-sample latency, and whether execute equals simulate."""
+    from . import fhe as fhe_backend
+
+    keygen_s = fhe_backend.keygen(quantized_module)
+    simulated = quantized_module.forward(X[:n_samples], fhe="simulate")
+    times, matches = [], []
+    for index in range(n_samples):
+        run = fhe_backend.run_encrypted_steps(quantized_module, X[index : index + 1])
+        times.append(run.encrypt_s + run.run_s + run.decrypt_s)
+        matches.append(bool(np.allclose(run.outputs, simulated[index : index + 1])))
+    return keygen_s, statistics.median(times), all(matches)
+
+
+def _fhe_measurement(base: dict, quantized_module, X_test, n_samples: int, probe: PBSCostProbe) -> Measurement:
+    circuit = quantized_module.fhe_circuit
+    per_width = pbs_per_bit_width(circuit)
+    keygen_s, latency_s, matches = _encrypted_latency(quantized_module, X_test, n_samples)
+    return Measurement(
+        **base,
+        max_bit_width=int(circuit.graph.maximum_integer_bit_width()),
+        pbs_count=int(circuit.statistics.get("programmable_bootstrap_count", 0)),
+        pbs_per_bit_width=dict(sorted(per_width.items())),
+        keygen_s=keygen_s,
+        latency_s=latency_s,
+        floor_s=sum(count * probe.cost(width) for width, count in per_width.items()),
+        execute_matches_simulate=matches,
+    )
+
+
+def measure_ours(dataset, task, budget, split, n_samples, probe) -> Measurement:
+    from . import NeuralNetClassifier, NeuralNetRegressor
+
+    X_train, X_test, y_train, y_test = split
+    bits = {} if BUDGETS[budget] is None else dict(zip(("n_w_bits", "n_a_bits", "n_accum_bits"), BUDGETS[budget]))
+    model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(random_state=0, **bits)
+    start = time.perf_counter()
+    model.fit(X_train, y_train)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    model.compile()
+    compile_s = time.perf_counter() - start
+    base = dict(
+        dataset=dataset,
+        budget=budget,
+        model=MODELS[0],
+        clear_score=_score(task, y_test, model.predict(X_test, fhe="disable")),
+        simulated_score=_score(task, y_test, model.predict(X_test, fhe="simulate")),
+        fit_s=fit_s,
+        compile_s=compile_s,
+    )
+    return _fhe_measurement(base, model.quantized_module_, X_test, n_samples, probe)
+
+
+def measure_builtin(dataset, task, budget, split, n_samples, probe, epochs: int) -> Measurement:
+    """Concrete ML's own network at the same bits and epochs (its defaults for "defaults")."""
+    from concrete.ml.sklearn import NeuralNetClassifier, NeuralNetRegressor
+
+    X_train, X_test, y_train, y_test = split
+    params: dict = {"verbose": 0}
+    if BUDGETS[budget] is not None:
+        n_w, n_a, n_accum = BUDGETS[budget]
+        params.update(module__n_w_bits=n_w, module__n_a_bits=n_a, module__n_accum_bits=n_accum, max_epochs=epochs)
+    if task == "regression":
+        y_train = y_train.astype(np.float32).reshape(-1, 1)
+    model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(**params)
+    start = time.perf_counter()
+    model.fit(X_train, y_train)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    model.compile(X_train)
+    compile_s = time.perf_counter() - start
+    base = dict(
+        dataset=dataset,
+        budget=budget,
+        model=MODELS[1],
+        clear_score=_score(task, y_test, model.predict(X_test)),
+        simulated_score=_score(task, y_test, model.predict(X_test, fhe="simulate")),
+        fit_s=fit_s,
+        compile_s=compile_s,
+    )
+    return _fhe_measurement(base, model.quantized_module_, X_test, n_samples, probe)
+
+
+def measure_float(dataset, task, split) -> Measurement:
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    X_train, X_test, y_train, y_test = split
+    model = (MLPClassifier if task == "classification" else MLPRegressor)(max_iter=2000, random_state=0)
+    start = time.perf_counter()
+    model.fit(X_train, y_train)
+    fit_s = time.perf_counter() - start
+    return Measurement(dataset, "float", MODELS[2], _score(task, y_test, model.predict(X_test)), fit_s)
+
+
+def run_benchmark(
+    datasets=tuple(DATASETS), budgets=tuple(BUDGETS), n_samples: int = 3, log=print
+) -> tuple[list[Measurement], dict[int, float]]:
+    """Every model on every data set and budget; returns the rows and the PBS cost per bit-width."""
+    warnings.filterwarnings("ignore")
+    probe = PBSCostProbe()
+    rows: list[Measurement] = []
+    for dataset in datasets:
+        task = DATASETS[dataset]
+        split = load_split(dataset)
+        rows.append(measure_float(dataset, task, split))
+        log(_one_line(rows[-1]))
+        for budget in budgets:
+            ours = measure_ours(dataset, task, budget, split, n_samples, probe)
+            rows.append(ours)
+            log(_one_line(ours))
+            rows.append(measure_builtin(dataset, task, budget, split, n_samples, probe, epochs=100))
+            log(_one_line(rows[-1]))
+    return rows, dict(sorted(probe.seconds.items()))
+
+
+def _one_line(row: Measurement) -> str:
+    text = f"{row.dataset:13s} {row.budget:9s} {row.model:22s} clear {row.clear_score:.3f}"
+    if row.latency_s is not None:
+        text += (
+            f"  simulated {row.simulated_score:.3f}  max bits {row.max_bit_width}  PBS {row.pbs_count}"
+            f"  keygen {row.keygen_s:.1f} s  latency {row.latency_s:.2f} s (floor {row.floor_s:.2f} s)"
+        )
+    return text
+
+
+def _fmt(value, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def environment() -> dict:
+    versions = {name: metadata.version(name) for name in ("concrete-ml", "concrete-python", "torch", "skorch", "scikit-learn")}
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "versions": versions}
+
+
+def results_markdown(rows: list[Measurement], pbs_costs: dict[int, float], n_samples: int) -> str:
+    env = environment()
+    lines = [
+        "# Benchmark: fhe_estimators vs Concrete ML's built-in networks vs a float MLP",
+        "",
+        f"Measured in one run of `fhe-estimators bench` on {env['cpus']} CPUs ({env['processor']}); "
+        + ", ".join(f"{name} {version}" for name, version in env["versions"].items())
+        + f". Encrypted latency: median of {n_samples} samples (encrypt + run + decrypt).",
+        "Scores are accuracy (R² for diabetes) on the test split. Floor = Σ PBS × measured cost of one PBS "
+        "at its bit-width.",
+        "",
+        "| data set | budget (w,a,acc) | model | clear | FHE-simulated | fit s | compile s | max bits | PBS "
+        "| keygen s | latency s | floor s | latency / floor | execute = simulate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ratio = None if row.latency_s is None or not row.floor_s else row.latency_s / row.floor_s
+        lines.append(
+            f"| {row.dataset} | {row.budget} | {row.model} | {row.clear_score:.3f} | {_fmt(row.simulated_score)} "
+            f"| {row.fit_s:.1f} | {_fmt(row.compile_s, '.1f')} | {_fmt(row.max_bit_width, 'd')} | {_fmt(row.pbs_count, 'd')} "
+            f"| {_fmt(row.keygen_s, '.1f')} | {_fmt(row.latency_s, '.3f')} | {_fmt(row.floor_s, '.3f')} "
+            f"| {_fmt(ratio, '.2f')} | {_fmt(row.execute_matches_simulate, '')} |"
+        )
+    lines += ["", "Cost of one PBS by input bit-width (this machine, this run):", "", "| bit-width | ms per PBS |", "|---|---|"]
+    lines += [f"| {width} | {seconds * 1000:.1f} |" for width, seconds in pbs_costs.items()]
+    return "\n".join(lines) + "\n"
+
+
+def pareto_plot(rows: list[Measurement], path: Path) -> None:
+    """Score against encrypted latency, one point per model, data set and budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(row.dataset for row in rows))
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 4), squeeze=False)
+    markers = {MODELS[0]: "o", MODELS[1]: "s"}
+    for axis, dataset in zip(axes[0], datasets):
+        for row in rows:
+            if row.dataset != dataset or row.latency_s is None:
+                continue
+            axis.scatter(row.latency_s, row.simulated_score, marker=markers[row.model], label=f"{row.model} {row.budget}")
+            axis.annotate(row.budget, (row.latency_s, row.simulated_score), fontsize=7)
+        ceiling = next((row.clear_score for row in rows if row.dataset == dataset and row.model == MODELS[2]), None)
+        if ceiling is not None:
+            axis.axhline(ceiling, color="black", linestyle="--", linewidth=0.8, label="float MLP")
+        axis.set_xscale("log")
+        axis.set_xlabel("encrypted latency per sample (s, log)")
+        axis.set_ylabel("R²" if DATASETS[dataset] == "regression" else "accuracy")
+        axis.set_title(f"{dataset} (FHE-simulated)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=4, fontsize="small")
+    figure.tight_layout(rect=(0, 0.12, 1, 1))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def bench(out_dir: str | Path = "benchmarks/results", quick: bool = False, datasets=None, samples: int | None = None) -> Path:
+    """Run the benchmark and write RESULTS.md, results.json and pareto.png to ``out_dir``.
+
+    ``quick``: one encrypted sample and only the (3,3,10) budget, for smoke tests.
+    """
+    unknown = set(datasets or ()) - set(DATASETS)
+    if unknown:
+        raise ValueError(f"Unknown data sets {sorted(unknown)}; choose from {list(DATASETS)}.")
+    n_samples = samples or (1 if quick else 3)
+    budgets = ("(3,3,10)",) if quick else tuple(BUDGETS)
+    rows, pbs_costs = run_benchmark(tuple(datasets or DATASETS), budgets, n_samples)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "RESULTS.md").write_text(results_markdown(rows, pbs_costs, n_samples))
+    (out / "results.json").write_text(
+        json.dumps({"environment": environment(), "pbs_seconds": pbs_costs, "rows": [asdict(r) for r in rows]}, indent=1)
+    )
+    pareto_plot(rows, out / "pareto.png")
+    return out / "RESULTS.md"
