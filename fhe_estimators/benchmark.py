@@ -33,6 +33,7 @@ BUDGETS = {"(3,3,10)": (3, 3, 10), "(4,4,12)": (4, 4, 12), "defaults": None}
 MODELS = ("fhe_estimators", "Concrete ML built-in", "float MLP (sklearn)")
 #: PBS timed per bit-width: a vector this long, run this many times.
 PBS_PROBE_SIZE, PBS_PROBE_RUNS = 8, 3
+PBS_P_ERROR = 2**-40  # Concrete ML's default p_error, used by both libraries' compiles
 
 
 @dataclass
@@ -111,7 +112,8 @@ class PBSCostProbe:
         rng = np.random.default_rng(0)
         inputset = [np.full(PBS_PROBE_SIZE, v) for v in (0, modulus - 1)]
         inputset += [rng.integers(0, modulus, PBS_PROBE_SIZE) for _ in range(8)]
-        circuit = lookup.compile(inputset)
+        # Concrete ML's default error probability per PBS, as in every compiled model here.
+        circuit = lookup.compile(inputset, p_error=PBS_P_ERROR, global_p_error=None)
         circuit.keygen()
         sample = rng.integers(0, modulus, PBS_PROBE_SIZE)
         encrypted = circuit.encrypt(sample)
@@ -153,11 +155,25 @@ def _fhe_measurement(base: dict, quantized_module, X_test, n_samples: int, probe
     )
 
 
+def parse_budget(text: str) -> tuple[int, int, int] | None:
+    """A budget name of :data:`BUDGETS` or ``"n_w,n_a,n_accum"`` (e.g. ``"2,2,7"``)."""
+    if text in BUDGETS:
+        return BUDGETS[text]
+    try:
+        bits = tuple(int(part) for part in text.strip("()").split(","))
+    except ValueError:
+        bits = ()
+    if len(bits) != 3 or min(bits) <= 0:
+        raise ValueError(f"Budget {text!r} is neither one of {list(BUDGETS)} nor 'n_w,n_a,n_accum' (e.g. '3,3,10').")
+    return bits
+
+
 def measure_ours(dataset, task, budget, split, n_samples, probe) -> Measurement:
     from . import NeuralNetClassifier, NeuralNetRegressor
 
     X_train, X_test, y_train, y_test = split
-    bits = {} if BUDGETS[budget] is None else dict(zip(("n_w_bits", "n_a_bits", "n_accum_bits"), BUDGETS[budget]))
+    bits = parse_budget(budget)
+    bits = {} if bits is None else dict(zip(("n_w_bits", "n_a_bits", "n_accum_bits"), bits))
     model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(random_state=0, **bits)
     start = time.perf_counter()
     model.fit(X_train, y_train)
@@ -182,9 +198,9 @@ def measure_builtin(dataset, task, budget, split, n_samples, probe, epochs: int)
     from concrete.ml.sklearn import NeuralNetClassifier, NeuralNetRegressor
 
     X_train, X_test, y_train, y_test = split
-    params: dict = {"verbose": 0}
-    if BUDGETS[budget] is not None:
-        n_w, n_a, n_accum = BUDGETS[budget]
+    params: dict = {"verbose": 0, "module__n_layers": 3}  # n_layers has no default; 3 as in Concrete ML's docs
+    if parse_budget(budget) is not None:
+        n_w, n_a, n_accum = parse_budget(budget)
         params.update(module__n_w_bits=n_w, module__n_a_bits=n_a, module__n_accum_bits=n_accum, max_epochs=epochs)
     if task == "regression":
         y_train = y_train.astype(np.float32).reshape(-1, 1)
@@ -316,16 +332,24 @@ def pareto_plot(rows: list[Measurement], path: Path) -> None:
     plt.close(figure)
 
 
-def bench(out_dir: str | Path = "benchmarks/results", quick: bool = False, datasets=None, samples: int | None = None) -> Path:
+def bench(
+    out_dir: str | Path = "benchmarks/results",
+    quick: bool = False,
+    datasets=None,
+    samples: int | None = None,
+    budgets=None,
+) -> Path:
     """Run the benchmark and write RESULTS.md, results.json and pareto.png to ``out_dir``.
 
-    ``quick``: one encrypted sample and only the (3,3,10) budget, for smoke tests.
+    ``quick``: one encrypted sample and only the (3,3,10) budget (unless ``budgets`` says otherwise).
     """
     unknown = set(datasets or ()) - set(DATASETS)
     if unknown:
         raise ValueError(f"Unknown data sets {sorted(unknown)}; choose from {list(DATASETS)}.")
+    budgets = tuple(budgets or (("(3,3,10)",) if quick else BUDGETS))
+    for budget in budgets:
+        parse_budget(budget)
     n_samples = samples or (1 if quick else 3)
-    budgets = ("(3,3,10)",) if quick else tuple(BUDGETS)
     rows, pbs_costs = run_benchmark(tuple(datasets or DATASETS), budgets, n_samples)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

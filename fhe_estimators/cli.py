@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--quick", action="store_true", help="(3,3,10) only, one encrypted sample")
     bench_parser.add_argument("--datasets", nargs="+", help="subset of breast_cancer iris digits diabetes")
     bench_parser.add_argument("--samples", type=int, help="encrypted samples per model (default 3, 1 with --quick)")
+    bench_parser.add_argument("--budgets", nargs="+", help="'(3,3,10)', '(4,4,12)', 'defaults' or 'n_w,n_a,n_accum'")
     bench_parser.add_argument("--out", default="benchmarks/results", help="directory for RESULTS.md and pareto.png")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "bench":
         from .benchmark import bench
 
-        print(f"Results written to {bench(args.out, quick=args.quick, datasets=args.datasets, samples=args.samples)}")
+        print(f"Results written to {bench(args.out, quick=args.quick, datasets=args.datasets, samples=args.samples, budgets=args.budgets)}")
     return 0
 
 
