@@ -34,6 +34,9 @@ MODELS = ("fhe_estimators", "Concrete ML built-in", "float MLP (sklearn)")
 #: PBS timed per bit-width: a vector this long, run this many times.
 PBS_PROBE_SIZE, PBS_PROBE_RUNS = 8, 3
 PBS_P_ERROR = 2**-40  # Concrete ML's default p_error, used by both libraries' compiles
+#: Circuits wider than this are simulated but not executed: at 10+ bits and p_error 2^-40 key
+#: generation alone takes tens of minutes and over 10 GB on a 2-core, 24 GB machine.
+MAX_EXECUTED_BIT_WIDTH = 9
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Measurement:
     latency_s: float | None = None  # median encrypt + run + decrypt, per sample
     floor_s: float | None = None  # Σ PBS count × measured cost of one PBS at that width
     execute_matches_simulate: bool | None = None
+    note: str = ""
 
 
 def load_split(name: str):
@@ -142,12 +146,18 @@ def _encrypted_latency(quantized_module, X: np.ndarray, n_samples: int):
 def _fhe_measurement(base: dict, quantized_module, X_test, n_samples: int, probe: PBSCostProbe) -> Measurement:
     circuit = quantized_module.fhe_circuit
     per_width = pbs_per_bit_width(circuit)
-    keygen_s, latency_s, matches = _encrypted_latency(quantized_module, X_test, n_samples)
-    return Measurement(
-        **base,
+    size = dict(
         max_bit_width=int(circuit.graph.maximum_integer_bit_width()),
         pbs_count=int(circuit.statistics.get("programmable_bootstrap_count", 0)),
         pbs_per_bit_width=dict(sorted(per_width.items())),
+    )
+    if size["max_bit_width"] > MAX_EXECUTED_BIT_WIDTH:
+        note = f"not executed: {size['max_bit_width']}-bit circuit (> {MAX_EXECUTED_BIT_WIDTH}, keys too slow to make here)"
+        return Measurement(**base, **size, note=note)
+    keygen_s, latency_s, matches = _encrypted_latency(quantized_module, X_test, n_samples)
+    return Measurement(
+        **base,
+        **size,
         keygen_s=keygen_s,
         latency_s=latency_s,
         floor_s=sum(count * probe.cost(width) for width, count in per_width.items()),
@@ -257,7 +267,9 @@ def run_benchmark(
 
 def _one_line(row: Measurement) -> str:
     text = f"{row.dataset:13s} {row.budget:9s} {row.model:22s} clear {row.clear_score:.3f}"
-    if row.latency_s is not None:
+    if row.note:
+        text += f"  simulated {row.simulated_score:.3f}  max bits {row.max_bit_width}  PBS {row.pbs_count}  ({row.note})"
+    elif row.latency_s is not None:
         text += (
             f"  simulated {row.simulated_score:.3f}  max bits {row.max_bit_width}  PBS {row.pbs_count}"
             f"  keygen {row.keygen_s:.1f} s  latency {row.latency_s:.2f} s (floor {row.floor_s:.2f} s)"
@@ -297,6 +309,9 @@ def results_markdown(rows: list[Measurement], pbs_costs: dict[int, float], n_sam
             f"| {_fmt(row.keygen_s, '.1f')} | {_fmt(row.latency_s, '.3f')} | {_fmt(row.floor_s, '.3f')} "
             f"| {_fmt(ratio, '.2f')} | {_fmt(row.execute_matches_simulate, '')} |"
         )
+    notes = [f"- {row.dataset} {row.budget} {row.model}: {row.note}" for row in rows if row.note]
+    if notes:
+        lines += ["", *notes]
     lines += ["", "Cost of one PBS by input bit-width (this machine, this run):", "", "| bit-width | ms per PBS |", "|---|---|"]
     lines += [f"| {width} | {seconds * 1000:.1f} |" for width, seconds in pbs_costs.items()]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,37 @@
+"""Smoke test of `fhe-estimators bench --quick` on one small data set and a small budget."""
+
+import json
+
+import pytest
+
+from fhe_estimators.benchmark import MODELS, parse_budget
+from fhe_estimators.cli import main
+
+
+def test_quick_bench_writes_results_and_pareto(tmp_path, capsys):
+    # 2-bit weights/activations and a 7-bit accumulator keep every circuit cheap to execute.
+    assert main(["bench", "--quick", "--datasets", "iris", "--budgets", "2,2,7", "--out", str(tmp_path)]) == 0
+    assert "Results written to" in capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = {row["model"]: row for row in results["rows"]}
+    assert set(rows) == set(MODELS)
+    for model in MODELS[:2]:  # ours and Concrete ML's: compiled, executed, with a PBS floor
+        row = rows[model]
+        assert row["budget"] == "2,2,7" and 0 < row["max_bit_width"] <= 7
+        assert row["pbs_count"] == sum(row["pbs_per_bit_width"].values()) > 0
+        assert row["latency_s"] > 0 and row["keygen_s"] > 0 and row["floor_s"] > 0
+    assert rows[MODELS[0]]["execute_matches_simulate"] is True
+    assert rows[MODELS[0]]["simulated_score"] > 0.8
+    widths = {int(w) for row in results["rows"] for w in row["pbs_per_bit_width"]}
+    assert widths == {int(w) for w in results["pbs_seconds"]}  # every width that appears was timed
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert "| iris | 2,2,7 | fhe_estimators |" in markdown and "CPUs" in markdown
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("bad", ["3,3", "a,b,c", "0,3,10"])
+def test_bench_rejects_unknown_budgets_and_datasets(bad, tmp_path):
+    with pytest.raises(ValueError, match="Budget"):
+        parse_budget(bad)
+    with pytest.raises(ValueError, match="Unknown data sets"):
+        main(["bench", "--datasets", "mnist", "--out", str(tmp_path)])
