@@ -299,7 +299,11 @@ class _FHEMixin:
         value. "auto" is resolved at ``fit`` and never reaches a live optimizer.
         """
         optimizer_params = {key: value for key, value in params.items() if key.startswith("optimizer__")}
-        live = {key: value for key, value in params.items() if not (isinstance(value, str) and value == "auto")}
+        live = {
+            key: value
+            for key, value in params.items()
+            if not (key in optimizer_params and isinstance(value, str) and value == "auto")
+        }
         super().set_params(**live)
         for key, value in optimizer_params.items():
             setattr(self, key, value)

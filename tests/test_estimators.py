@@ -130,6 +130,10 @@ def test_regressor_picks_its_weight_decay_on_a_hold_out(diabetes):
     model.set_params(optimizer__weight_decay=0.05).fit(X_train, y_train)
     assert model.weight_decay_ == 0.05 and not hasattr(model, "weight_decay_scores_")
     assert model.optimizer_.param_groups[0]["weight_decay"] == 0.05
+    model.set_params(optimizer__weight_decay="auto", predict_nonlinearity=None)
+    assert model.predict_nonlinearity is None and model.get_params()["optimizer__weight_decay"] == "auto"
+    model.set_params(predict_nonlinearity="auto")  # "auto" outside optimizer__* is an ordinary value
+    assert model.predict_nonlinearity == "auto"
 
 
 @pytest.mark.parametrize("bad", [-0.1, "fast", None])
