@@ -212,23 +212,21 @@ def parse_budget(text: str) -> tuple[int, int, int] | None:
     return bits
 
 
-def measure_ours(dataset, task, budget, split, n_samples, probe) -> Measurement:
-    from . import NeuralNetClassifier, NeuralNetRegressor
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
 
-    X_train, X_test, y_train, y_test = split
-    bits = parse_budget(budget)
-    bits = {} if bits is None else dict(zip(("n_w_bits", "n_a_bits", "n_accum_bits"), bits))
-    model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(random_state=0, **bits)
-    start = time.perf_counter()
-    model.fit(X_train, y_train)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    model.compile()
-    compile_s = time.perf_counter() - start
+
+def _measure_compiled(model, model_name, dataset, task, budget, split, y_fit, compile_X, n_samples, probe) -> Measurement:
+    """Fit, compile (on ``compile_X``, or the model's own choice when None), score, execute."""
+    X_train, X_test, _, y_test = split
+    fit_s = _timed(lambda: model.fit(X_train, y_fit))
+    compile_s = _timed(lambda: model.compile() if compile_X is None else model.compile(compile_X))
     base = dict(
         dataset=dataset,
         budget=budget,
-        model=MODELS[0],
+        model=model_name,
         clear_score=_score(task, y_test, model.predict(X_test, fhe="disable")),
         simulated_score=_score(task, y_test, model.predict(X_test, fhe="simulate")),
         fit_s=fit_s,
@@ -237,34 +235,27 @@ def measure_ours(dataset, task, budget, split, n_samples, probe) -> Measurement:
     return _fhe_measurement(base, model.quantized_module_, X_test, n_samples, probe)
 
 
+def measure_ours(dataset, task, budget, split, n_samples, probe) -> Measurement:
+    from . import NeuralNetClassifier, NeuralNetRegressor
+
+    bits = parse_budget(budget)
+    bits = {} if bits is None else dict(zip(("n_w_bits", "n_a_bits", "n_accum_bits"), bits))
+    model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(random_state=0, **bits)
+    return _measure_compiled(model, MODELS[0], dataset, task, budget, split, split[2], None, n_samples, probe)
+
+
 def measure_builtin(dataset, task, budget, split, n_samples, probe, epochs: int) -> Measurement:
     """Concrete ML's own network at the same bits and epochs (its defaults for "defaults")."""
     from concrete.ml.sklearn import NeuralNetClassifier, NeuralNetRegressor
 
-    X_train, X_test, y_train, y_test = split
     params: dict = {"verbose": 0, "module__n_layers": 3}  # n_layers has no default; 3 as in Concrete ML's docs
-    if parse_budget(budget) is not None:
-        n_w, n_a, n_accum = parse_budget(budget)
+    bits = parse_budget(budget)
+    if bits is not None:
+        n_w, n_a, n_accum = bits
         params.update(module__n_w_bits=n_w, module__n_a_bits=n_a, module__n_accum_bits=n_accum, max_epochs=epochs)
-    if task == "regression":
-        y_train = y_train.astype(np.float32).reshape(-1, 1)
+    y_fit = split[2] if task == "classification" else split[2].astype(np.float32).reshape(-1, 1)
     model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(**params)
-    start = time.perf_counter()
-    model.fit(X_train, y_train)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    model.compile(X_train)
-    compile_s = time.perf_counter() - start
-    base = dict(
-        dataset=dataset,
-        budget=budget,
-        model=MODELS[1],
-        clear_score=_score(task, y_test, model.predict(X_test)),
-        simulated_score=_score(task, y_test, model.predict(X_test, fhe="simulate")),
-        fit_s=fit_s,
-        compile_s=compile_s,
-    )
-    return _fhe_measurement(base, model.quantized_module_, X_test, n_samples, probe)
+    return _measure_compiled(model, MODELS[1], dataset, task, budget, split, y_fit, split[0], n_samples, probe)
 
 
 def measure_float(dataset, task, split) -> Measurement:
@@ -272,9 +263,7 @@ def measure_float(dataset, task, split) -> Measurement:
 
     X_train, X_test, y_train, y_test = split
     model = (MLPClassifier if task == "classification" else MLPRegressor)(max_iter=2000, random_state=0)
-    start = time.perf_counter()
-    model.fit(X_train, y_train)
-    fit_s = time.perf_counter() - start
+    fit_s = _timed(lambda: model.fit(X_train, y_train))
     return Measurement(dataset, "float", MODELS[2], _score(task, y_test, model.predict(X_test)), fit_s)
 
 
