@@ -9,6 +9,7 @@ runs it in the clear, simulated, or encrypted.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import Any
 
@@ -17,6 +18,7 @@ import skorch
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
+from sklearn.utils import column_or_1d
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
@@ -51,7 +53,7 @@ CALIBRATION_ROWS = 500
 #: Fraction of training over which quantizers measure their input ranges.
 STATS_FRACTION = 0.4
 
-#: L2 penalty passed to the optimizer unless the user sets ``optimizer__weight_decay``:
+#: The classifier's L2 penalty unless the user sets ``optimizer__weight_decay``:
 #: it keeps weights small, which is what lets a pruned neuron fit its accumulator.
 DEFAULT_WEIGHT_DECAY = 1e-4
 
@@ -68,6 +70,27 @@ AUTO_MIN_SAMPLES = 20
 PRUNING_BUDGETS = ("exact", "count")
 
 _USE_PARAM = object()  # "take the constructor's value" for compile() arguments
+
+
+def _stored_privately(name: str) -> property:
+    """A property keeping skorch's attribute ``name`` in ``vars(self)`` under a private name.
+
+    skorch sets ``history_``, ``initialized_`` and ``virtual_params_`` in ``__init__``;
+    scikit-learn reads any public attribute ending in "_" as fitted state, so an
+    unfitted net would look fitted (and fail ``check_no_attributes_set_in_init``).
+    """
+    private = "_" + name.rstrip("_")
+
+    def get(self):
+        try:
+            return vars(self)[private]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def set(self, value):
+        vars(self)[private] = value
+
+    return property(get, set, doc=f"skorch's ``{name}``, stored as ``{private}``.")
 
 
 class TrainingScore(skorch.callbacks.Callback):
@@ -113,14 +136,25 @@ class _FHEMixin:
         "random_state",
     )
 
+    history_ = _stored_privately("history_")
+    initialized_ = _stored_privately("initialized_")
+    virtual_params_ = _stored_privately("virtual_params_")
+
+    #: ``optimizer__weight_decay`` when the user does not set it (see ``_resolve_weight_decay``).
+    _default_weight_decay: float | str = DEFAULT_WEIGHT_DECAY
+
     def _store_fhe_params(self, arguments: dict) -> None:
         """Store our constructor arguments as they are (scikit-learn convention)."""
         for name in self._fhe_params:
             setattr(self, name, arguments[name])
 
     def _get_param_names(self):
-        # skorch lists every public attribute; the module is ours to build, not a parameter.
-        return (name for name in super()._get_param_names() if name not in ("module", "_kwargs"))
+        # skorch lists every attribute not ending in "_"; private ones and the module
+        # (ours to build) are not parameters.
+        return (name for name in super()._get_param_names() if name != "module" and not name.startswith("_"))
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "accumulator_bits_")
 
     # ------------------------------------------------------------------ validation
     def _validate_hyperparameters(self) -> None:
@@ -160,11 +194,69 @@ class _FHEMixin:
         check_positive_int(self.pruning_frequency, "pruning_frequency")
         if self.rounding_threshold_bits is not None:
             check_positive_int(self.rounding_threshold_bits, "rounding_threshold_bits")
+        if not callable(self.optimizer):
+            raise TypeError(
+                f"optimizer must be a torch optimizer class (e.g. torch.optim.AdamW), got {self.optimizer!r}."
+            )
         fhe_backend.check_fhe_mode(self.fhe)
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         X = self._validate_data(X, reset=reset, dtype=[np.float64, np.float32], force_all_finite=True)
-        return X.astype(np.float32)
+        X32 = X.astype(np.float32)
+        if not np.all(np.isfinite(X32)):
+            raise ValueError(
+                "X has values too large for float32 (the network's precision); rescale the features, "
+                "e.g. with sklearn.preprocessing.StandardScaler."
+            )
+        return X32
+
+    @staticmethod
+    def _check_y_given(y) -> np.ndarray:
+        if y is None:
+            raise ValueError("This estimator requires y to be passed, but the target y is None.")
+        try:
+            return np.asarray(y)
+        except ValueError as error:  # ragged nested sequences
+            raise ValueError(f"y could not be read as an array: {error}") from None
+
+    # ------------------------------------------------------------------ fit entry points
+    def fit(self, X, y, **fit_params):
+        """Validate, train with per-neuron pruning, and enforce the accumulator bound.
+
+        With ``warm_start=True``, a fitted model continues training instead (see ``partial_fit``).
+        """
+        if self.warm_start and self.__sklearn_is_fitted__():
+            return self._continue_training(X, y, **fit_params)
+        return self._fit_from_scratch(X, y, **fit_params)
+
+    def partial_fit(self, X, y, classes=None, **fit_params):
+        """Train a fitted model ``max_epochs`` more epochs on ``X, y``, keeping its pruning.
+
+        The masks stay fixed (no weight pruned so far comes back) and the exact
+        accumulator check runs again, so the FHE guarantee still holds. On an
+        unfitted model this is ``fit``; ``classes`` may then list every label.
+        """
+        if self.__sklearn_is_fitted__():
+            return self._continue_training(X, y, **fit_params)
+        return self._fit_from_scratch(X, y, classes=classes, **fit_params)
+
+    def _fit_from_scratch(self, X, y, classes=None, **fit_params):
+        self._validate_hyperparameters()
+        X = self._validate_X(X, reset=True)
+        y = self._fit_targets(self._check_y_given(y), len(X), classes)
+        return self._fit_prepared(X, y, **fit_params)
+
+    def _continue_training(self, X, y, **fit_params):
+        X = self._validate_X(X, reset=False)
+        y = self._encode_targets(self._check_y_given(y), len(X))
+        self._forget_compilation()
+        skorch.NeuralNet.partial_fit(self, X, y, **fit_params)
+        self._finalize_pruning()
+        return self
+
+    def check_data(self, X, y):
+        # X and y were validated and encoded before training; skorch needs nothing more.
+        pass
 
     # ------------------------------------------------------------------ training
     def _input_bits(self) -> int:
@@ -252,14 +344,15 @@ class _FHEMixin:
         rows = rng.choice(len(X), size=min(len(X), CALIBRATION_ROWS), replace=False)
         self.calibration_X_ = X[np.sort(rows)]
         self._forget_compilation()
-        super().fit(X, y, **fit_params)
+        self.initialize()
+        skorch.NeuralNet.partial_fit(self, X, y, **fit_params)
         self._finalize_pruning()
         return self
 
     def _resolve_weight_decay(self, X: np.ndarray, y: np.ndarray) -> float:
         """The L2 penalty this fit uses: the user's number, or the hold-out choice for "auto"."""
         vars(self).pop("weight_decay_scores_", None)
-        decay = getattr(self, "optimizer__weight_decay", 0.0)
+        decay = getattr(self, "optimizer__weight_decay", self._default_weight_decay)
         if isinstance(decay, str) and decay == "auto":
             return self._select_weight_decay(X, y)
         if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not decay >= 0:
@@ -311,10 +404,16 @@ class _FHEMixin:
         return self
 
     def get_params_for_optimizer(self, prefix, named_parameters):
-        """skorch's optimizer arguments, with "auto" weight decay replaced by the chosen value."""
+        """skorch's optimizer arguments, with the weight decay this fit resolved.
+
+        The default (or "auto") penalty is only passed to optimizers that take one.
+        """
         args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
-        if kwargs.get("weight_decay") == "auto":
-            kwargs["weight_decay"] = self.weight_decay_
+        optimizer = getattr(self, prefix)
+        user_set = "weight_decay" in kwargs and kwargs["weight_decay"] != "auto"
+        if not user_set and hasattr(self, "weight_decay_"):
+            if "weight_decay" in kwargs or "weight_decay" in inspect.signature(optimizer).parameters:
+                kwargs["weight_decay"] = self.weight_decay_
         return args, kwargs
 
     def _forget_compilation(self) -> None:
@@ -541,52 +640,54 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         classes=None,
         **kwargs,
     ):
-        kwargs.setdefault("optimizer__weight_decay", DEFAULT_WEIGHT_DECAY)
         arguments = dict(locals())
         super().__init__(QuantMLP, **_skorch_kwargs(dict(arguments)))
         self._store_fhe_params(arguments)
 
-    def fit(self, X, y, **fit_params):
-        """Validate, train with per-neuron pruning, and enforce the accumulator bound."""
-        self._validate_hyperparameters()
-        X = self._validate_X(X, reset=True)
-        y = self._validate_labels(y, len(X))
-        return self._fit_prepared(X, y, **fit_params)
-
-    def _validate_labels(self, y, n_samples: int) -> np.ndarray:
-        y = np.asarray(y)
+    def _check_labels(self, y: np.ndarray, n_samples: int) -> np.ndarray:
         if y.ndim == 2 and y.shape[1] == 1:
-            y = y.ravel()
+            y = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn's classifiers
         if y.ndim != 1:
             raise ValueError(f"y must be 1-D (one label per sample), got shape {y.shape}.")
         if len(y) != n_samples:
             raise ValueError(f"X has {n_samples} samples but y has {len(y)}; they must match.")
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise ValueError("y contains NaN or infinity.")
         target_type = type_of_target(y)
         if target_type not in ("binary", "multiclass"):
             raise ValueError(
-                f"Unknown label type {target_type!r}: NeuralNetClassifier needs discrete class labels "
+                f"Unknown label type: {target_type!r}. NeuralNetClassifier needs discrete class labels "
                 "(use NeuralNetRegressor for continuous targets)."
             )
-        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or infinity.")
-        encoder = LabelEncoder().fit(y)
+        return y
+
+    def _fit_targets(self, y: np.ndarray, n_samples: int, classes=None) -> np.ndarray:
+        """Check the labels and learn their encoding (``classes`` may list more than ``y`` has)."""
+        y = self._check_labels(y, n_samples)
+        encoder = LabelEncoder().fit(y if classes is None else np.asarray(classes))
         if len(encoder.classes_) < 2:
             raise ValueError(
-                f"y has a single class ({encoder.classes_[0]!r}); a classifier needs at least 2 classes."
+                f"y contains only one class ({encoder.classes_[0]!r}); a classifier needs at least 2 classes."
             )
         self.label_encoder_ = encoder
         self.n_outputs_ = len(encoder.classes_)
-        return encoder.transform(y).astype(np.int64)
+        return self._encode_targets(y, n_samples)
+
+    def _encode_targets(self, y: np.ndarray, n_samples: int) -> np.ndarray:
+        y = self._check_labels(y, n_samples)
+        unknown = np.setdiff1d(y, self.classes_)
+        if unknown.size:
+            raise ValueError(
+                f"y has labels {unknown.tolist()} that are not among the classes {self.classes_.tolist()}; "
+                "pass every label to the first partial_fit with classes=..."
+            )
+        return self.label_encoder_.transform(y).astype(np.int64)
 
     @property
     def classes_(self):
         if not hasattr(self, "label_encoder_"):
             raise AttributeError(f"{type(self).__name__} has no attribute 'classes_' before fit.")
         return self.label_encoder_.classes_
-
-    def check_data(self, X, y):
-        # Labels were validated and encoded in fit; skorch needs nothing more.
-        pass
 
     def predict_proba(self, X, fhe: str | None = None) -> np.ndarray:
         """Class probabilities (rows sum to 1), computed in the given FHE mode."""
@@ -645,20 +746,21 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         device="cpu",
         **kwargs,
     ):
-        kwargs.setdefault("optimizer__weight_decay", "auto")
         arguments = dict(locals())
         super().__init__(QuantMLP, **_skorch_kwargs(dict(arguments)))
         self._store_fhe_params(arguments)
 
-    def fit(self, X, y, **fit_params):
-        """Validate, train with per-neuron pruning, and enforce the accumulator bound."""
-        self._validate_hyperparameters()
-        X = self._validate_X(X, reset=True)
-        y = self._validate_targets(y, len(X))
-        return self._fit_prepared(X, y, **fit_params)
+    _default_weight_decay = "auto"
 
-    def _validate_targets(self, y, n_samples: int) -> np.ndarray:
-        y = np.asarray(y)
+    def _more_tags(self):
+        return {"multioutput": True}
+
+    @property
+    def predict_proba(self):
+        # skorch's regressor has one (raw outputs, no FHE); a regressor has no probabilities.
+        raise AttributeError(f"{type(self).__name__} has no predict_proba; use predict.")
+
+    def _check_targets(self, y: np.ndarray, n_samples: int) -> np.ndarray:
         if y.ndim not in (1, 2):
             raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}.")
         if len(y) != n_samples:
@@ -669,12 +771,23 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
             raise ValueError(f"y must be numeric for a regressor: {error}") from None
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinity.")
+        return y
+
+    def _fit_targets(self, y: np.ndarray, n_samples: int, classes=None) -> np.ndarray:
+        """Check the targets and learn their standardization."""
+        y = self._check_targets(y, n_samples)
         self.target_ndim_ = y.ndim
         y2 = y.reshape(len(y), -1)
         self.n_outputs_ = y2.shape[1]
         self.target_mean_ = y2.mean(axis=0)
         scale = y2.std(axis=0)
         self.target_scale_ = np.where(scale > 0, scale, 1.0)
+        return self._encode_targets(y, n_samples)
+
+    def _encode_targets(self, y: np.ndarray, n_samples: int) -> np.ndarray:
+        y2 = self._check_targets(y, n_samples).reshape(len(y), -1)
+        if y2.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {y2.shape[1]} target columns but the model was fitted with {self.n_outputs_}.")
         return ((y2 - self.target_mean_) / self.target_scale_).astype(np.float32)
 
     def predict(self, X, fhe: str | None = None) -> np.ndarray:

@@ -5,7 +5,8 @@ Each neuron (row of a linear layer's weight) keeps only its largest weights by
 so any skorch net with ``nn.Linear`` layers can use the callback. Masks are
 recomputed from the *current* trained weights at every step: during the
 gradual schedule a weight pruned earlier may come back if it is larger than the
-ones kept. Optionally, whole hidden neurons (lowest L2 norm) are removed on the
+ones kept. Continued training (``warm_start``, ``partial_fit``) keeps the masks
+fixed. Optionally, whole hidden neurons (lowest L2 norm) are removed on the
 same schedule, which cuts the number of table lookups in FHE.
 """
 
@@ -98,6 +99,17 @@ def make_masks_permanent(module: nn.Module) -> None:
             prune.remove(layer, "weight")
 
 
+def freeze_masks(module: nn.Module) -> None:
+    """Keep every zero weight at zero from now on: a layer's mask is its current non-zeros.
+
+    A layer that still has a mask keeps it; one whose mask was made permanent
+    gets a mask of its non-zero weights back.
+    """
+    for layer in linear_layers(module):
+        if not prune.is_pruned(layer):
+            set_mask(layer, (layer.weight.detach() != 0).to(layer.weight.dtype))
+
+
 def nonzero_per_neuron(weight: np.ndarray | torch.Tensor) -> np.ndarray:
     """Number of non-zero weights of each neuron (row)."""
     if isinstance(weight, torch.Tensor):
@@ -181,14 +193,19 @@ class PerNeuronPruning(Callback):
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
         epochs_done = len(net.history)
-        self._start_epoch = epochs_done + max(1, round(self.start * net.max_epochs))
-        self._end_epoch = max(self._start_epoch, epochs_done + round(self.end * net.max_epochs))
-        if self.schedule == "initial" and epochs_done == 0:
+        # Continued training (warm_start, partial_fit) fine-tunes the pruned net: masks fixed.
+        self._continuing = epochs_done > 0
+        if self._continuing:
+            freeze_masks(net.module_)
+            return
+        self._start_epoch = max(1, round(self.start * net.max_epochs))
+        self._end_epoch = max(self._start_epoch, round(self.end * net.max_epochs))
+        if self.schedule == "initial":
             self.update_masks(net.module_, 1.0)
 
     def progress(self, epoch: int) -> float | None:
         """Schedule progress (0..1) at ``epoch`` if masks update then, else None."""
-        if self.schedule == "initial" or epoch < self._start_epoch or epoch > self._end_epoch:
+        if self._continuing or self.schedule == "initial" or epoch < self._start_epoch or epoch > self._end_epoch:
             return None
         if epoch == self._end_epoch:
             return 1.0

@@ -102,7 +102,7 @@ def test_bad_hidden_layer_sizes(data, sizes):
 
 def test_single_class(data):
     X, _ = data
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="only one class"):
         NeuralNetClassifier(**TINY).fit(X, np.ones(len(X)))
 
 
@@ -116,7 +116,7 @@ def test_mismatched_lengths(data):
 
 def test_continuous_labels_for_classifier(data):
     X, _ = data
-    with pytest.raises(ValueError, match="Unknown label type 'continuous'"):
+    with pytest.raises(ValueError, match="Unknown label type: 'continuous'"):
         NeuralNetClassifier(**TINY).fit(X, np.linspace(0, 1, len(X)))
 
 
