@@ -18,12 +18,13 @@ import skorch
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import column_or_1d
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import column_or_1d
 from sklearn.utils.multiclass import type_of_target
 from skorch.dataset import Dataset
+from skorch.utils import data_from_dataset
 from torch.utils.data import DataLoader
 
 from . import fhe as fhe_backend
@@ -103,7 +104,7 @@ class TrainingScore(skorch.callbacks.Callback):
     def on_epoch_end(self, net, dataset_train=None, **kwargs):
         if dataset_train is None:
             return
-        X, y = np.asarray(dataset_train.X), np.asarray(dataset_train.y)
+        X, y = (np.asarray(data) for data in data_from_dataset(dataset_train))  # also a Subset
         net.module_.eval()
         with torch.no_grad():
             outputs = net.module_(torch.as_tensor(X, dtype=torch.float32, device=net.device)).cpu().numpy()
@@ -250,9 +251,20 @@ class _FHEMixin:
         X = self._validate_X(X, reset=False)
         y = self._encode_targets(self._check_y_given(y), len(X))
         self._forget_compilation()
-        skorch.NeuralNet.partial_fit(self, X, y, **fit_params)
+        self._training_loop(X, y, **fit_params)
         self._finalize_pruning()
         return self
+
+    #: True while skorch's loop runs: its callbacks see encoded labels and scaled targets.
+    _in_training_loop = False
+
+    def _training_loop(self, X: np.ndarray, y: np.ndarray, **fit_params) -> None:
+        """skorch's training loop on the initialized net (callbacks, history, pruning)."""
+        self._in_training_loop = True
+        try:
+            skorch.NeuralNet.partial_fit(self, X, y, **fit_params)
+        finally:
+            del self._in_training_loop  # back to the class default
 
     def check_data(self, X, y):
         # X and y were validated and encoded before training; skorch needs nothing more.
@@ -345,7 +357,7 @@ class _FHEMixin:
         self.calibration_X_ = X[np.sort(rows)]
         self._forget_compilation()
         self.initialize()
-        skorch.NeuralNet.partial_fit(self, X, y, **fit_params)
+        self._training_loop(X, y, **fit_params)
         self._finalize_pruning()
         return self
 
@@ -409,11 +421,9 @@ class _FHEMixin:
         The default (or "auto") penalty is only passed to optimizers that take one.
         """
         args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
-        optimizer = getattr(self, prefix)
-        user_set = "weight_decay" in kwargs and kwargs["weight_decay"] != "auto"
-        if not user_set and hasattr(self, "weight_decay_"):
-            if "weight_decay" in kwargs or "weight_decay" in inspect.signature(optimizer).parameters:
-                kwargs["weight_decay"] = self.weight_decay_
+        takes_decay = "weight_decay" in kwargs or "weight_decay" in inspect.signature(getattr(self, prefix)).parameters
+        if takes_decay and hasattr(self, "weight_decay_"):
+            kwargs["weight_decay"] = self.weight_decay_  # the user's number, or the one "auto" chose
         return args, kwargs
 
     def _forget_compilation(self) -> None:
@@ -570,7 +580,13 @@ class _FHEMixin:
             )
 
     def _network_outputs(self, X, fhe: str | None) -> np.ndarray:
-        """Raw network outputs (logits or scaled values) in the requested FHE mode."""
+        """Raw network outputs (logits or scaled values) in the requested FHE mode.
+
+        Inside the training loop, skorch's scoring callbacks predict on its own
+        datasets: the torch network answers them, in the clear.
+        """
+        if self._in_training_loop:
+            return skorch.NeuralNet.forward(self, X, training=False).cpu().numpy()
         self._check_fitted()
         mode = fhe_backend.check_fhe_mode(self.fhe if fhe is None else fhe)
         X = self._validate_X(X, reset=False)
@@ -696,8 +712,8 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
 
     def predict(self, X, fhe: str | None = None) -> np.ndarray:
         """Class labels, computed in the given FHE mode (default: the ``fhe`` parameter)."""
-        outputs = self._network_outputs(X, fhe)
-        return self.classes_[np.argmax(outputs, axis=1)]
+        indices = np.argmax(self._network_outputs(X, fhe), axis=1)
+        return indices if self._in_training_loop else self.classes_[indices]
 
     def score(self, X, y, sample_weight=None, fhe: str | None = None) -> float:
         """Accuracy of ``predict(X, fhe=fhe)``."""
@@ -792,7 +808,10 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
 
     def predict(self, X, fhe: str | None = None) -> np.ndarray:
         """Predicted targets, shaped like ``y`` at fit, in the given FHE mode."""
-        outputs = self._network_outputs(X, fhe) * self.target_scale_ + self.target_mean_
+        outputs = self._network_outputs(X, fhe)
+        if self._in_training_loop:
+            return outputs  # scaled, like the targets skorch's callbacks compare them with
+        outputs = outputs * self.target_scale_ + self.target_mean_
         return outputs.ravel() if self.target_ndim_ == 1 else outputs
 
     def score(self, X, y, sample_weight=None, fhe: str | None = None) -> float:

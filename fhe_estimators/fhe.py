@@ -11,6 +11,7 @@ exact worst case over all in-range inputs, computed on the integer weights.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,6 +26,24 @@ from concrete.ml.torch.compile import compile_brevitas_qat_model
 from .budget import CONCRETE_MAX_BITS, signed_bit_width
 
 FHE_MODES = ("disable", "simulate", "execute")
+
+
+def _ready_concrete_for_this_thread() -> None:
+    """Give this thread the thread-local state Concrete sets only in the thread importing it.
+
+    ``concrete.fhe.extensions`` initializes three ``threading.local`` objects at
+    import; compiling or simulating from any other thread (joblib's threads,
+    unpickling in a result thread, a web server) then fails with
+    "'_thread._local' object has no attribute 'stack'".
+    """
+    extensions = "concrete.fhe.extensions."
+    tag_context = importlib.import_module(extensions + "tag").tag_context
+    if not hasattr(tag_context, "stack"):
+        tag_context.stack = []
+    for name in ("round_bit_pattern", "truncate_bit_pattern"):
+        local = importlib.import_module(extensions + name).local
+        if not hasattr(local, "_is_adjusting"):
+            local._is_adjusting = False
 
 
 def check_fhe_mode(fhe: str) -> str:
@@ -129,6 +148,7 @@ def compile_module(
     weights are compared with Concrete ML's own quantization so a mismatch can
     never go unnoticed. Returns the compiled ``QuantizedModule``.
     """
+    _ready_concrete_for_this_thread()
     calibration = np.asarray(calibration, dtype=np.float32)
     kwargs = dict(rounding_threshold_bits=rounding_threshold_bits, p_error=p_error, configuration=configuration)
     with warnings.catch_warnings():
@@ -185,6 +205,7 @@ def _compile_or_explain(torch_module, calibration, **kwargs):
 
 def run(quantized_module, X: np.ndarray, fhe: str) -> np.ndarray:
     """Outputs of the quantized network on ``X`` in the clear, simulated or encrypted."""
+    _ready_concrete_for_this_thread()
     X = np.asarray(X, dtype=np.float32)
     if fhe == "execute":
         # Concrete executes one encrypted sample at a time; keys are made on first use.

@@ -132,3 +132,42 @@ def test_circuit_wider_than_16_bits_names_the_hyperparameter(data):
 def test_bad_pruning_schedule_fractions(data, start, end):
     with pytest.raises(ValueError, match="Need 0 <= pruning_start <= pruning_end <= 1"):
         NeuralNetClassifier(pruning_start=start, pruning_end=end, **TINY).fit(*data)
+
+
+@pytest.mark.parametrize(
+    "X, message",
+    [
+        (np.zeros((0, 5)), "0 sample"),
+        (np.zeros((60, 5, 2)), "Found array with dim 3"),
+        ([[1.0, 2.0], [3.0]] * 30, "inhomogeneous|sequence"),
+        (np.full((60, 5), "a", dtype=object), "could not convert|string"),
+        (np.full((60, 5), 1e300), "too large for float32"),
+    ],
+    ids=["empty", "3-D", "ragged", "strings", "overflows float32"],
+)
+def test_bad_X_names_the_problem(data, X, message):
+    _, y = data
+    for model in (NeuralNetClassifier(**TINY), NeuralNetRegressor(**TINY)):
+        with pytest.raises(ValueError, match=message):
+            model.fit(X, y[: len(X)] if len(X) else y[:0])
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (None, "requires y to be passed"),
+        ([[0, 1]] * 30 + [[1]] * 30, "could not be read as an array"),
+        (np.zeros((60, 2, 2)), "y must be 1-D"),
+    ],
+    ids=["None", "ragged", "3-D"],
+)
+def test_bad_y_names_the_problem(data, y, message):
+    X, _ = data
+    for model in (NeuralNetClassifier(**TINY), NeuralNetRegressor(**TINY)):
+        with pytest.raises(ValueError, match=message):
+            model.fit(X, y)
+
+
+def test_optimizer_given_by_name_is_rejected(data):
+    with pytest.raises(TypeError, match="optimizer must be a torch optimizer class.*AdamW"):
+        NeuralNetClassifier(optimizer="AdamW", **TINY).fit(*data)
