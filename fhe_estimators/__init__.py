@@ -1,11 +1,13 @@
 """Train pruned, quantized neural networks with the scikit-learn API and predict on encrypted data.
 
-Public API: :class:`NeuralNetClassifier`, :class:`NeuralNetRegressor`, :func:`omega`.
+Public API: :class:`NeuralNetClassifier`, :class:`NeuralNetRegressor`, :func:`omega`; for
+deployment, :func:`load`, :class:`FHEClient` and :class:`FHEServer` (see :mod:`fhe_estimators.deploy`).
 """
 
 from .budget import omega
+from .deploy import FHEClient, FHEServer, load
 from .estimators import NeuralNetClassifier, NeuralNetRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "omega", "__version__"]
+__all__ = ["FHEClient", "FHEServer", "NeuralNetClassifier", "NeuralNetRegressor", "__version__", "load", "omega"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,6 +135,7 @@ class _FHEMixin:
         "rounding_threshold_bits",
         "p_error",
         "fhe",
+        "n_jobs",
         "random_state",
     )
 
@@ -200,6 +202,7 @@ class _FHEMixin:
                 f"optimizer must be a torch optimizer class (e.g. torch.optim.AdamW), got {self.optimizer!r}."
             )
         fhe_backend.check_fhe_mode(self.fhe)
+        fhe_backend.check_n_jobs(self.n_jobs, 1)
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         X = self._validate_data(X, reset=reset, dtype=[np.float64, np.float32], force_all_finite=True)
@@ -560,7 +563,7 @@ class _FHEMixin:
         )
         self.quantized_module_ = fhe_backend.compile_module(
             self.module_,
-            calibration,
+            np.concatenate([calibration, self.module_.extreme_inputs()]),
             [layer.weights for layer in self.module_.integer_layers()],
             self.accumulator_ranges_,
             rounding_threshold_bits=rounding,
@@ -571,6 +574,15 @@ class _FHEMixin:
         self.fhe_circuit_ = self.quantized_module_.fhe_circuit
         self.circuit_report_ = fhe_backend.circuit_report(self.quantized_module_)
         return self
+
+    def save(self, path) -> Path:
+        """Save the compiled model for deployment: ``path/client`` and ``path/server``.
+
+        See :mod:`fhe_estimators.deploy`; ``fhe_estimators.load(path)`` reads it back.
+        """
+        from .deploy import save
+
+        return save(self, path)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "accumulator_bits_"):
@@ -595,7 +607,7 @@ class _FHEMixin:
                 print(f"{type(self).__name__}: not compiled yet, compiling on the calibration sample kept at fit.")
             self.compile()
         if hasattr(self, "quantized_module_"):
-            return fhe_backend.run(self.quantized_module_, X, mode)
+            return fhe_backend.run(self.quantized_module_, X, mode, n_jobs=self.n_jobs, verbose=self.verbose > 0)
         self.module_.eval()
         with torch.no_grad():
             return self.module_(torch.from_numpy(X).to(self.device)).cpu().numpy()
@@ -637,6 +649,7 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         rounding_threshold_bits=None,
         p_error=None,
         fhe="disable",
+        n_jobs=None,
         random_state=None,
         *,
         criterion=torch.nn.CrossEntropyLoss,
@@ -744,6 +757,7 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         rounding_threshold_bits=None,
         p_error=None,
         fhe="disable",
+        n_jobs=None,
         random_state=None,
         *,
         criterion=torch.nn.MSELoss,

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import numbers
+import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +31,7 @@ from .budget import CONCRETE_MAX_BITS, signed_bit_width
 FHE_MODES = ("disable", "simulate", "execute")
 
 
-def _ready_concrete_for_this_thread() -> None:
+def ready_concrete_for_this_thread() -> None:
     """Give this thread the thread-local state Concrete sets only in the thread importing it.
 
     ``concrete.fhe.extensions`` initializes three ``threading.local`` objects at
@@ -148,7 +151,7 @@ def compile_module(
     weights are compared with Concrete ML's own quantization so a mismatch can
     never go unnoticed. Returns the compiled ``QuantizedModule``.
     """
-    _ready_concrete_for_this_thread()
+    ready_concrete_for_this_thread()
     calibration = np.asarray(calibration, dtype=np.float32)
     kwargs = dict(rounding_threshold_bits=rounding_threshold_bits, p_error=p_error, configuration=configuration)
     with warnings.catch_warnings():
@@ -201,17 +204,65 @@ def _compile_or_explain(torch_module, calibration, **kwargs):
                 f"Concrete said: {error}"
             ) from error
         raise
+    except AssertionError as error:  # concrete.fhe's own consistency checks
+        raise ValueError(
+            "Concrete could not compile this network: a rounding step would remove every bit of an "
+            "accumulator. Its quantization scales are degenerate, which happens when the training "
+            "inputs were (nearly) constant; fit on varied, scaled features (e.g. StandardScaler)."
+        ) from error
 
 
-def run(quantized_module, X: np.ndarray, fhe: str) -> np.ndarray:
-    """Outputs of the quantized network on ``X`` in the clear, simulated or encrypted."""
-    _ready_concrete_for_this_thread()
+def map_in_order(
+    function: Callable[[Any], Any], items: Sequence, *, n_jobs: int | None = None, verbose: bool = False, desc: str = ""
+) -> list:
+    """``[function(item) for item in items]``, ``n_jobs`` threads at a time, results in input order.
+
+    Concrete's runtime releases the GIL while it computes, so threads run
+    encrypted rows in parallel. ``verbose`` shows a tqdm progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    workers = check_n_jobs(n_jobs, len(items))
+    with tqdm(total=len(items), desc=desc, disable=not verbose, unit="row") as progress:
+
+        def tracked(item):
+            result = function(item)
+            progress.update(1)
+            return result
+
+        if workers == 1:
+            return [tracked(item) for item in items]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(tracked, items))  # map keeps the input order
+
+
+def check_n_jobs(n_jobs: int | None, n_items: int) -> int:
+    """Threads to use: None -> 1, -1 -> all cores, else the positive number given (≤ items)."""
+    if n_jobs is None:
+        return 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0 or n_jobs < -1:
+        raise ValueError(f"n_jobs must be None, -1 (all cores) or a positive integer, got {n_jobs!r}.")
+    workers = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+    return max(1, min(workers, n_items))
+
+
+def run(quantized_module, X: np.ndarray, fhe: str, *, n_jobs: int | None = None, verbose: bool = False) -> np.ndarray:
+    """Outputs of the quantized network on ``X`` in the clear, simulated or encrypted.
+
+    Encrypted execution runs one row at a time (``n_jobs`` rows in parallel).
+    """
+    ready_concrete_for_this_thread()
     X = np.asarray(X, dtype=np.float32)
-    if fhe == "execute":
-        # Concrete executes one encrypted sample at a time; keys are made on first use.
-        quantized_module.fhe_circuit.keygen(force=False)
-        return np.concatenate([quantized_module.forward(row[None, :], fhe="execute") for row in X])
-    return quantized_module.forward(X, fhe=fhe)
+    if fhe != "execute":
+        return quantized_module.forward(X, fhe=fhe)
+    quantized_module.fhe_circuit.keygen(force=False)  # keys are made on first use
+
+    def execute(row: np.ndarray) -> np.ndarray:
+        ready_concrete_for_this_thread()
+        return quantized_module.forward(row[None, :], fhe="execute")
+
+    rows = map_in_order(execute, list(X), n_jobs=n_jobs, verbose=verbose, desc="FHE execute")
+    return np.concatenate(rows)
 
 
 @dataclass

@@ -155,6 +155,22 @@ class QuantMLP(nn.Module):
         return [first] + [hidden] * (len(self.linears) - 1)
 
     @torch.no_grad()
+    def extreme_inputs(self) -> np.ndarray:
+        """In-range inputs driving each first-layer accumulator to its maximum and its minimum.
+
+        Two rows per first-layer neuron: every input at the end of its range
+        that pushes the sum up (or down). Added to the calibration data, they
+        make Concrete size the first layer for its true worst case, even when
+        the calibration data alone is narrow (or constant).
+        """
+        low, high = self.input_ranges()[0]
+        weights = self.integer_layers()[0].weights
+        to_max = np.where(weights > 0, high, low)
+        to_min = np.where(weights > 0, low, high)
+        scale = float(self.input_quant.quant_act_scale())
+        return (np.concatenate([to_max, to_min]) * scale).astype(np.float32)
+
+    @torch.no_grad()
     def integer_layers(self) -> list[IntegerLayer]:
         """Integer weights and input ranges of every linear layer, as brevitas quantizes them."""
         layers = []

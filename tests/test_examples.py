@@ -33,3 +33,19 @@ def test_quickstart_example_runs():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "accuracy in FHE simulation:" in result.stdout
     assert "two encrypted predictions:" in result.stdout
+
+
+def test_grid_search_example_runs():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "grid_search.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = re.findall(r"^\s+(\d+) \|\s+[\d.]+ \|\s+\(\d+,\) \| ([\d.]+)$", result.stdout, flags=re.MULTILINE)
+    assert [bits for bits, _ in rows] == ["7", "10"]
+    budget = re.search(r"worst-case accumulators \[([\d, ]+)\] bits \(budget (\d+)\)", result.stdout)
+    assert max(int(b) for b in budget.group(1).split(",")) <= int(budget.group(2))
+    assert float(re.search(r"test accuracy in FHE simulation: ([\d.]+)", result.stdout).group(1)) > 0.9
