@@ -27,7 +27,6 @@ import json
 import shutil
 import struct
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -67,7 +66,7 @@ def unseal(kind: str, model_id: str, blob: bytes) -> bytes:
     blob = bytes(blob)
     if len(blob) < _HEADER.size or blob[:4] != _MAGIC:
         raise ValueError(f"Malformed {kind}: not produced by fhe_estimators' FHEClient/FHEServer.")
-    magic, form, found_kind, found_id, length, digest = _HEADER.unpack_from(blob)
+    _, form, found_kind, found_id, length, digest = _HEADER.unpack_from(blob)
     if form != FORMAT_VERSION:
         raise ValueError(f"Malformed {kind}: envelope format {form}, this library reads {FORMAT_VERSION}.")
     names = {code: name for name, code in _KINDS.items()}

@@ -152,6 +152,7 @@ def compile_module(
     never go unnoticed. Returns the compiled ``QuantizedModule``.
     """
     ready_concrete_for_this_thread()
+    _check_within_concrete_limit(max(int(signed_bit_width(low, high)) for low, high in accumulator_ranges))
     calibration = np.asarray(calibration, dtype=np.float32)
     kwargs = dict(rounding_threshold_bits=rounding_threshold_bits, p_error=p_error, configuration=configuration)
     with warnings.catch_warnings():
@@ -176,11 +177,7 @@ def compile_module(
         _hint_bits(low, high, op.lsbs_to_remove.get("matmul", 0) if isinstance(op.lsbs_to_remove, dict) else 0)
         for op, (low, high) in zip(ops, accumulator_ranges)
     ]
-    if max(needed) > CONCRETE_MAX_BITS:
-        raise ValueError(
-            f"The worst-case accumulator needs {max(needed)} bits, over Concrete's limit of "
-            f"{CONCRETE_MAX_BITS}. Lower n_accum_bits (or n_w_bits / n_a_bits) and fit again."
-        )
+    _check_within_concrete_limit(max(needed))
     if any(have < need for have, need in zip(compiled_accumulator_bits(quantized_module), needed)):
         _install_hints(ops, needed)
         try:
@@ -192,11 +189,25 @@ def compile_module(
     return quantized_module
 
 
+def _check_within_concrete_limit(bits: int) -> None:
+    if bits > CONCRETE_MAX_BITS:
+        raise ValueError(
+            f"The worst-case accumulator needs {bits} bits, over Concrete's limit of "
+            f"{CONCRETE_MAX_BITS}. Lower n_accum_bits (or n_w_bits / n_a_bits) and fit again."
+        )
+
+
 def _compile_or_explain(torch_module, calibration, **kwargs):
     """Run Concrete ML's compile, turning its bit-width error into an actionable one."""
     try:
         return compile_brevitas_qat_model(torch_module, calibration, **kwargs)
     except RuntimeError as error:
+        if "NoParametersFound" in str(error):
+            raise ValueError(
+                "Concrete found no cryptographic parameters for this circuit: its table lookups are too "
+                "wide for the requested error probability. Lower n_accum_bits, set "
+                "rounding_threshold_bits (e.g. 6), or allow a larger p_error."
+            ) from error
         if "bit" in str(error) and ("16" in str(error) or "precision" in str(error).lower()):
             raise ValueError(
                 f"Concrete could not compile the circuit: it needs more than {CONCRETE_MAX_BITS}-bit "

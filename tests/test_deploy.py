@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fhe_estimators import FHEClient, FHEServer, NeuralNetClassifier, NeuralNetRegressor, load
+from fhe_estimators import (
+    FHEClient,
+    FHEServer,
+    NeuralNetClassifier,
+    NeuralNetRegressor,
+    load,
+)
 from fhe_estimators.deploy import seal
 
 # 6-bit accumulators: a narrow circuit, so keys take seconds and rows milliseconds.
@@ -118,10 +124,12 @@ def test_dask_local_cluster_scores_in_order(classifier, saved, deployed, iris_la
     rows = X_test[:5]
     ciphertexts = model.client.encrypt(rows)
     cluster_options = {"n_workers": 2, "threads_per_worker": 1, "processes": True, "host": "127.0.0.1"}
-    with distributed.LocalCluster(dashboard_address=None, **cluster_options) as cluster:
-        with distributed.Client(cluster) as dask_client:
-            one_per_task = run_on_dask(dask_client, saved / "server", ciphertexts, keys)
-            two_per_task = run_on_dask(dask_client, saved / "server", ciphertexts, keys, rows_per_task=2)
+    with (
+        distributed.LocalCluster(dashboard_address=None, **cluster_options) as cluster,
+        distributed.Client(cluster) as dask_client,
+    ):
+        one_per_task = run_on_dask(dask_client, saved / "server", ciphertexts, keys)
+        two_per_task = run_on_dask(dask_client, saved / "server", ciphertexts, keys, rows_per_task=2)
     expected = classifier.predict(rows, fhe="simulate")
     np.testing.assert_array_equal(model.client.decrypt(one_per_task), expected)
     np.testing.assert_array_equal(model.client.decrypt(two_per_task), expected)

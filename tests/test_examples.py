@@ -49,3 +49,18 @@ def test_grid_search_example_runs():
     budget = re.search(r"worst-case accumulators \[([\d, ]+)\] bits \(budget (\d+)\)", result.stdout)
     assert max(int(b) for b in budget.group(1).split(",")) <= int(budget.group(2))
     assert float(re.search(r"test accuracy in FHE simulation: ([\d.]+)", result.stdout).group(1)) > 0.9
+
+
+@pytest.mark.fhe_execute
+def test_client_server_example_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "client_server.py"), "--rows", "1", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "decrypted equals simulation: True" in result.stdout
+    assert sorted(path.name for path in (tmp_path / "model" / "server").iterdir()) == ["estimator.json", "server.zip"]
+    assert (tmp_path / "evaluation_keys.bin").stat().st_size > 1e6 and (tmp_path / "output_0.bin").exists()
