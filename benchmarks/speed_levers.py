@@ -7,7 +7,8 @@ Concrete ML's built-in NeuralNetClassifier at the same bits and epochs. Levers m
   n_accum_bits in 6..10, keeping the smallest whose mean is within 0.01 of the best (tighter
   accumulators are narrower table lookups, hence smaller keys and faster PBS);
 - fewer neurons (hidden_layer_sizes=(16,), and neuron_removal=0.5);
-- p_error=0.01 per PBS (Concrete then picks cheaper parameters, at a small risk of a wrong lookup).
+- p_error=0.01 per PBS (Concrete then picks cheaper parameters, at a small risk of a wrong lookup);
+- and the levers combined.
 
 Writes benchmarks/results/speed_levers.md. Run:  .venv/bin/python benchmarks/speed_levers.py
 """
@@ -55,9 +56,20 @@ def main():
         "ours, hidden (16,)": {"hidden_layer_sizes": (16,)},
         "ours, neuron_removal=0.5": {"neuron_removal": 0.5},
         "ours, p_error=0.01": {"p_error": 0.01},
+        f"ours, {tight_bits}-bit accumulators + hidden (16,) + p_error=0.001": {
+            "n_accum_bits": tight_bits,
+            "hidden_layer_sizes": (16,),
+            "p_error": 0.001,
+        },
         f"ours, {tight_bits}-bit accumulators + hidden (16,) + p_error=0.01": {
             "n_accum_bits": tight_bits,
             "hidden_layer_sizes": (16,),
+            "p_error": 0.01,
+        },
+        f"ours, {tight_bits}-bit accumulators + hidden (16,) + neuron_removal=0.5 + p_error=0.01": {
+            "n_accum_bits": tight_bits,
+            "hidden_layer_sizes": (16,),
+            "neuron_removal": 0.5,
             "p_error": 0.01,
         },
     }
