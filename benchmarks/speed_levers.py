@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV
 
 from fhe_estimators import NeuralNetClassifier
-from fhe_estimators.benchmark import PBSCostProbe, _measure_compiled, environment, load_split, measure_builtin
+from fhe_estimators.benchmark import PBSCostProbe, _measure_compiled, describe_environment, load_split, measure_builtin
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
@@ -81,12 +81,10 @@ def main():
         print(rows[-1], flush=True)
 
     anchor = rows[0].latency_s
-    env = environment()
     lines = [
         "# Speed levers on breast cancer, (3,3,10) budget",
         "",
-        f"`benchmarks/speed_levers.py`, one run on {env['cpus']} CPUs; "
-        + ", ".join(f"{name} {version}" for name, version in env["versions"].items())
+        f"`benchmarks/speed_levers.py`, one run on {describe_environment()}"
         + f". Latency: median of {N_SAMPLES} samples (encrypt + run + decrypt); floor = Σ PBS × measured cost "
         "of one PBS at its equivalent bit-width (see docs/benchmark.md).",
         "",

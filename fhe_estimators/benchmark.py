@@ -309,13 +309,18 @@ def environment() -> dict:
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), "versions": versions}
 
 
-def results_markdown(rows: list[Measurement], pbs_costs: dict[int, float], n_samples: int) -> str:
+def describe_environment() -> str:
+    """"2 CPUs (x86_64); concrete-ml 1.9.0, …": where and with what a result was measured."""
     env = environment()
+    versions = ", ".join(f"{name} {version}" for name, version in env["versions"].items())
+    return f"{env['cpus']} CPUs ({env['processor']}); {versions}"
+
+
+def results_markdown(rows: list[Measurement], pbs_costs: dict[int, float], n_samples: int) -> str:
     lines = [
         "# Benchmark: fhe_estimators vs Concrete ML's built-in networks vs a float MLP",
         "",
-        f"Measured in one run of `fhe-estimators bench` on {env['cpus']} CPUs ({env['processor']}); "
-        + ", ".join(f"{name} {version}" for name, version in env["versions"].items())
+        f"Measured in one run of `fhe-estimators bench` on {describe_environment()}"
         + f". Encrypted latency: median of {n_samples} samples (encrypt + run + decrypt).",
         "Scores are accuracy (R² for diabetes) on the test split. Each PBS of a circuit counts at the "
         "bit-width whose lone table lookup Concrete compiles to the same crypto parameters (p_error 2^-40); "
