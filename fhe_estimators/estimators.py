@@ -585,7 +585,7 @@ class _FHEMixin:
         return save(self, path)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "accumulator_bits_"):
+        if not self.__sklearn_is_fitted__():
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
                 "arguments before using this estimator."
