@@ -128,7 +128,7 @@ def _write_json(file: Path, content: dict) -> None:
     file.write_text(json.dumps(content, indent=2), encoding="utf-8")
 
 
-def _read_metadata(directory: Path, role: str) -> dict:
+def read_metadata(directory: Path, role: str) -> dict:
     """``estimator.json`` of a client or server directory, checked for format and versions."""
     directory = Path(directory)
     for name in (METADATA, f"{role}.zip"):
@@ -162,7 +162,7 @@ class FHEServer:
         from concrete.ml.deployment import FHEModelServer
 
         self.path = Path(path)
-        self.model_id = _read_metadata(self.path, SERVER_DIR)["model_id"]
+        self.model_id = read_metadata(self.path, SERVER_DIR)["model_id"]
         self._server = FHEModelServer(str(self.path))
         self._keys_blob, self._keys = None, None
 
@@ -210,7 +210,7 @@ class FHEClient:
         from concrete.ml.deployment import FHEModelClient
 
         self.path = Path(path)
-        self.metadata = _read_metadata(self.path, CLIENT_DIR)
+        self.metadata = read_metadata(self.path, CLIENT_DIR)
         self.model_id = self.metadata["model_id"]
         self._client = FHEModelClient(str(self.path), key_dir=None if key_dir is None else str(key_dir))
 

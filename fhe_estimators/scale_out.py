@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .deploy import METADATA, SERVER_DIR, FHEServer, _read_metadata
+from .deploy import METADATA, SERVER_DIR, FHEServer, read_metadata
 
 #: Per worker process: model id -> loaded server (the circuit is loaded once per worker).
 _WORKER_SERVERS: dict[str, FHEServer] = {}
@@ -25,7 +25,7 @@ _WORKER_SERVERS: dict[str, FHEServer] = {}
 
 def _server_files(server_path: Path) -> dict[str, bytes]:
     """The server directory as bytes, to ship to workers (it holds no key)."""
-    _read_metadata(server_path, SERVER_DIR)  # clear error if it is not a server directory
+    read_metadata(server_path, SERVER_DIR)  # clear error if it is not a server directory
     return {name: (server_path / name).read_bytes() for name in (METADATA, "server.zip")}
 
 
