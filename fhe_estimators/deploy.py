@@ -191,7 +191,6 @@ class FHEServer:
         payloads = [unseal("ciphertext", self.model_id, blob) for blob in ciphertexts]
 
         def evaluate(payload: bytes) -> bytes:
-            fhe_backend.ready_concrete_for_this_thread()
             result = self._server.run(payload, keys)
             return seal("result", self.model_id, result)
 

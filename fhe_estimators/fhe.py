@@ -229,7 +229,8 @@ def map_in_order(
     """``[function(item) for item in items]``, ``n_jobs`` threads at a time, results in input order.
 
     Concrete's runtime releases the GIL while it computes, so threads run
-    encrypted rows in parallel. ``verbose`` shows a tqdm progress bar.
+    encrypted rows in parallel; each thread gets Concrete's thread-local state
+    first. ``verbose`` shows a tqdm progress bar.
     """
     from tqdm.auto import tqdm
 
@@ -237,6 +238,7 @@ def map_in_order(
     with tqdm(total=len(items), desc=desc, disable=not verbose, unit="row") as progress:
 
         def tracked(item):
+            ready_concrete_for_this_thread()  # a pool thread is not the one that imported Concrete
             result = function(item)
             progress.update(1)
             return result
@@ -269,7 +271,6 @@ def run(quantized_module, X: np.ndarray, fhe: str, *, n_jobs: int | None = None,
     quantized_module.fhe_circuit.keygen(force=False)  # keys are made on first use
 
     def execute(row: np.ndarray) -> np.ndarray:
-        ready_concrete_for_this_thread()
         return quantized_module.forward(row[None, :], fhe="execute")
 
     rows = map_in_order(execute, list(X), n_jobs=n_jobs, verbose=verbose, desc="FHE execute")
