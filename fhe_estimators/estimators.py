@@ -22,7 +22,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import column_or_1d
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.multiclass import type_of_target
 from skorch.dataset import Dataset
 from skorch.utils import data_from_dataset
@@ -203,6 +203,18 @@ class _FHEMixin:
             )
         fhe_backend.check_fhe_mode(self.fhe)
         fhe_backend.check_n_jobs(self.n_jobs, 1)
+        if not (isinstance(self.predict_nonlinearity, str) and self.predict_nonlinearity == "auto"):
+            raise ValueError(
+                f"predict_nonlinearity must be 'auto', got {self.predict_nonlinearity!r}: predict_proba applies "
+                "softmax to the logits (a regressor applies nothing), in the clear and on the decrypting FHEClient "
+                "alike, where a custom function could not follow the model."
+            )
+        try:
+            check_random_state(self.random_state)
+        except ValueError:
+            raise ValueError(
+                f"random_state must be None, an int or a numpy.random.RandomState, got {self.random_state!r}."
+            ) from None
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         X = self._validate_data(X, reset=reset, dtype=[np.float64, np.float32], force_all_finite=True)
@@ -320,10 +332,23 @@ class _FHEMixin:
         )
 
     def _keep_counts(self, module: QuantMLP) -> list[np.ndarray]:
-        """Per layer, the weights each neuron may keep under ``pruning_budget``."""
-        if self.pruning_budget == "exact":
-            return self._exact_keep_counts(module)
-        return self._count_keep_counts(module)
+        """Per layer, the weights each neuron may keep under ``pruning_budget``.
+
+        ``floor(multiplier × Ω)`` (Ω from the layer's input bits) caps every
+        neuron in every mode, the rule of Concrete ML's pruning page; "exact"
+        keeps fewer where the exact worst case of that many would overflow.
+        """
+        caps = self._weight_caps(module)
+        if self.pruning_budget == "count":
+            return [np.full(linear.out_features, cap) for linear, cap in zip(module.linears, caps)]
+        return [np.minimum(counts, cap) for counts, cap in zip(self._exact_keep_counts(module), caps)]
+
+    def _weight_caps(self, module: QuantMLP) -> list[int]:
+        """``k = min(fan_in, floor(multiplier × Ω))`` per linear layer, at the layer's current fan-in."""
+        return [
+            kept_weights_per_neuron(linear.in_features, layer_omega, self.n_hidden_neurons_multiplier)
+            for linear, layer_omega in zip(module.linears, self.layer_omegas_)
+        ]
 
     def _exact_keep_counts(self, module: QuantMLP) -> list[np.ndarray]:
         """Exact-budget mode: per neuron, its largest weights whose exact worst case fits."""
@@ -335,27 +360,19 @@ class _FHEMixin:
             counts.append(largest_weights_that_fit(integers, magnitudes, low, high, self.n_accum_bits))
         return counts
 
-    def _count_keep_counts(self, module: QuantMLP) -> list[np.ndarray]:
-        """Count mode: k = min(fan_in, multiplier × Ω) per layer, Ω from that layer's input bits."""
-        return [
-            np.full(linear.out_features, kept_weights_per_neuron(linear.in_features, layer_omega, self.n_hidden_neurons_multiplier))
-            for linear, layer_omega in zip(module.linears, self.layer_omegas_)
-        ]
-
     def _fit_prepared(self, X: np.ndarray, y: np.ndarray, **fit_params):
         """Shared tail of ``fit``: budget, seed, skorch training loop, finalize."""
         self.omega_ = omega(self.n_accum_bits, self.n_w_bits, self.n_a_bits)
         self.n_input_bits_ = self._input_bits()
         first_omega = omega(self.n_accum_bits, self.n_w_bits, self.n_input_bits_)
         self.layer_omegas_ = [first_omega] + [self.omega_] * len(self._hidden_sizes())
-        self.max_nonzero_per_neuron_ = kept_weights_per_neuron(
-            max(X.shape[1], *self._hidden_sizes()), self.omega_, self.n_hidden_neurons_multiplier
-        )
         self.weight_decay_ = self._resolve_weight_decay(X, y)
         self.n_train_samples_ = len(X)
-        rng = np.random.RandomState(self.random_state)
+        rng = check_random_state(self.random_state)
         if self.random_state is not None:
-            torch.manual_seed(self.random_state)
+            # An int seeds torch as given; a RandomState instance draws torch's seed.
+            seed = self.random_state if isinstance(self.random_state, numbers.Integral) else rng.randint(2**31)
+            torch.manual_seed(int(seed))
         rows = rng.choice(len(X), size=min(len(X), CALIBRATION_ROWS), replace=False)
         self.calibration_X_ = X[np.sort(rows)]
         self._forget_compilation()
@@ -453,7 +470,7 @@ class _FHEMixin:
                 break
         if any(removed):
             self.initialize_optimizer()  # parameter shapes changed
-        self._build_reports(keep_counts, dropped, removed)
+        self._build_reports(dropped, removed)
 
     def _drop_overflowing_weights(self, dropped: list[int]) -> bool:
         """The exact check: drop each neuron's smallest weights until its worst case fits."""
@@ -482,8 +499,9 @@ class _FHEMixin:
                 changed = True
         return changed
 
-    def _build_reports(self, keep_counts: list, dropped: list[int], removed: list[int]) -> None:
+    def _build_reports(self, dropped: list[int], removed: list[int]) -> None:
         report, bits, ranges = [], [], []
+        caps = self._weight_caps(self.module_)
         for index, (layer, integer) in enumerate(zip(self.module_.linears, self.module_.integer_layers())):
             low, high = accumulator_bounds(integer.weights, None, integer.input_min, integer.input_max)
             neuron_bits = signed_bit_width(low, high)
@@ -499,7 +517,7 @@ class _FHEMixin:
                     "neurons_removed": removed[index],
                     "omega": self.layer_omegas_[index],
                     "budget": self.pruning_budget,
-                    "k": int(np.max(keep_counts[index])),
+                    "k": caps[index],
                     "max_nonzero": int(nonzero.max()),
                     "mean_nonzero": float(nonzero.mean()),
                     "max_nonzero_float": int(float_nonzero.max()),
@@ -510,6 +528,7 @@ class _FHEMixin:
                 }
             )
         self.pruning_report_ = report
+        self.max_nonzero_per_neuron_ = caps
         self.accumulator_bits_ = bits
         self.accumulator_ranges_ = ranges
 
@@ -691,9 +710,16 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         return y
 
     def _fit_targets(self, y: np.ndarray, n_samples: int, classes=None) -> np.ndarray:
-        """Check the labels and learn their encoding (``classes`` may list more than ``y`` has)."""
+        """Check the labels and learn their encoding.
+
+        ``classes`` (``partial_fit``'s argument, else the constructor's) may list
+        more labels than ``y`` has; every label of ``y`` must be among them.
+        """
         y = self._check_labels(y, n_samples)
+        classes = self.classes if classes is None else classes
         encoder = LabelEncoder().fit(y if classes is None else np.asarray(classes))
+        if classes is not None and len(encoder.classes_) < 2:
+            raise ValueError(f"classes must list at least 2 distinct labels, got {classes!r}.")
         if len(encoder.classes_) < 2:
             raise ValueError(
                 f"y contains only one class ({encoder.classes_[0]!r}); a classifier needs at least 2 classes."
@@ -708,7 +734,7 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         if unknown.size:
             raise ValueError(
                 f"y has labels {unknown.tolist()} that are not among the classes {self.classes_.tolist()}; "
-                "pass every label to the first partial_fit with classes=..."
+                "list every label in the classes parameter (or in the first partial_fit's classes=...)."
             )
         return self.label_encoder_.transform(y).astype(np.int64)
 

@@ -13,16 +13,17 @@ from __future__ import annotations
 import contextlib
 import importlib
 import numbers
-import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import joblib
 import numpy as np
 import torch
 from concrete import fhe as cfhe
+from concrete.fhe.compilation.configuration import MAXIMUM_TLU_BIT_WIDTH
 from concrete.ml.quantization.quantized_ops import QuantizedGemm
 from concrete.ml.torch.compile import compile_brevitas_qat_model
 
@@ -166,8 +167,8 @@ def compile_module(
     if len(ops) != len(integer_weights):
         raise RuntimeError(f"Expected {len(integer_weights)} linear layers in the circuit, found {len(ops)}.")
     for index, (op, weights) in enumerate(zip(ops, integer_weights)):
-        compiled = np.asarray(op.constant_inputs[1].qvalues)
-        if not (np.array_equal(compiled, weights) or np.array_equal(compiled.T, weights)):
+        compiled = np.asarray(op.constant_inputs[1].qvalues)  # (out, in), like torch's weight
+        if not np.array_equal(compiled, weights):
             raise RuntimeError(
                 f"Concrete ML quantized layer {index} differently from the checked integer weights; "
                 "the accumulator guarantee would not hold."
@@ -197,30 +198,62 @@ def _check_within_concrete_limit(bits: int) -> None:
         )
 
 
+#: What Concrete says when a table lookup is wider than it supports (concrete/fhe/mlir/converter.py).
+_TLU_TOO_WIDE = f"only up to {MAXIMUM_TLU_BIT_WIDTH}-bit table lookups are supported"
+
+
 def _compile_or_explain(torch_module, calibration, **kwargs):
-    """Run Concrete ML's compile, turning its bit-width error into an actionable one."""
+    """Run Concrete ML's compile, turning the failures we can diagnose into actionable errors.
+
+    Each diagnosis reads what Concrete reported (its message, or the failing
+    check and its operands); anything else propagates unchanged. The original
+    error is always chained.
+    """
     try:
         return compile_brevitas_qat_model(torch_module, calibration, **kwargs)
     except RuntimeError as error:
-        if "NoParametersFound" in str(error):
+        if str(error).strip() == "NoParametersFound":
             raise ValueError(
                 "Concrete found no cryptographic parameters for this circuit: its table lookups are too "
                 "wide for the requested error probability. Lower n_accum_bits, set "
                 "rounding_threshold_bits (e.g. 6), or allow a larger p_error."
             ) from error
-        if "bit" in str(error) and ("16" in str(error) or "precision" in str(error).lower()):
+        if _TLU_TOO_WIDE in str(error):
             raise ValueError(
-                f"Concrete could not compile the circuit: it needs more than {CONCRETE_MAX_BITS}-bit "
-                "table lookups. Lower n_accum_bits, or set rounding_threshold_bits (e.g. 6). "
+                f"Concrete could not compile the circuit: it needs table lookups wider than "
+                f"{MAXIMUM_TLU_BIT_WIDTH} bits. Lower n_accum_bits, or set rounding_threshold_bits (e.g. 6). "
                 f"Concrete said: {error}"
             ) from error
         raise
-    except AssertionError as error:  # concrete.fhe's own consistency checks
+    except AssertionError as error:  # concrete.fhe's own consistency checks carry no message
+        rounding = _failed_rounding(error)
+        if rounding is None:
+            raise
+        bits, lsbs = rounding
         raise ValueError(
-            "Concrete could not compile this network: a rounding step would remove every bit of an "
-            "accumulator. Its quantization scales are degenerate, which happens when the training "
-            "inputs were (nearly) constant; fit on varied, scaled features (e.g. StandardScaler)."
+            f"Concrete could not compile this network: a rounding step would remove {lsbs} bits from a "
+            f"{bits}-bit accumulator, more bits than it has. The layer's quantization scales are degenerate, which "
+            "happens when the training inputs were (nearly) constant; fit on varied, scaled features "
+            "(e.g. StandardScaler)."
         ) from error
+
+
+def _failed_rounding(error: AssertionError) -> tuple[int, int] | None:
+    """(accumulator bits, bits to remove) if ``error`` is Concrete's round_bit_pattern check, else None.
+
+    concrete/fhe/mlir/context.py asserts ``x.bit_width > lsbs_to_remove`` in
+    ``Context.round_bit_pattern``; the failing frame holds both operands.
+    """
+    traceback = error.__traceback__
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    frame = traceback.tb_frame
+    if frame.f_code.co_name != "round_bit_pattern" or not frame.f_code.co_filename.endswith("context.py"):
+        return None
+    operand, lsbs = frame.f_locals.get("x"), frame.f_locals.get("lsbs_to_remove")
+    if operand is None or lsbs is None:
+        return None
+    return int(operand.bit_width), int(lsbs)
 
 
 def map_in_order(
@@ -250,12 +283,14 @@ def map_in_order(
 
 
 def check_n_jobs(n_jobs: int | None, n_items: int) -> int:
-    """Threads to use: None -> 1, -1 -> all cores, else the positive number given (≤ items)."""
-    if n_jobs is None:
-        return 1
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0 or n_jobs < -1:
-        raise ValueError(f"n_jobs must be None, -1 (all cores) or a positive integer, got {n_jobs!r}.")
-    workers = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
+    """Threads to use, with joblib's meaning of ``n_jobs`` (None -> 1, -1 -> all cores,
+    -2 -> all but one, ...), and never more than there are items."""
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0):
+        raise ValueError(
+            f"n_jobs must be None, a positive integer, or a negative one counted from the number of cores "
+            f"(-1: all, -2: all but one), as in joblib; got {n_jobs!r}."
+        )
+    workers = 1 if n_jobs is None else joblib.effective_n_jobs(int(n_jobs))
     return max(1, min(workers, n_items))
 
 

@@ -171,3 +171,44 @@ def test_bad_y_names_the_problem(data, y, message):
 def test_optimizer_given_by_name_is_rejected(data):
     with pytest.raises(TypeError, match="optimizer must be a torch optimizer class.*AdamW"):
         NeuralNetClassifier(optimizer="AdamW", **TINY).fit(*data)
+
+
+# ---------------------------------------------------------------- Concrete's failures, diagnosed
+def test_constant_inputs_are_diagnosed_from_concretes_rounding_check():
+    X = np.zeros((5, 3))
+    model = NeuralNetClassifier(hidden_layer_sizes=(3,), max_epochs=1, random_state=0).fit(X, np.arange(5) % 2)
+    with pytest.raises(ValueError, match=r"remove \d+ bits from a \d+-bit accumulator") as caught:
+        model.compile()
+    assert isinstance(caught.value.__cause__, AssertionError)  # Concrete's own error stays chained
+
+
+@pytest.mark.parametrize(
+    "concrete_error",
+    [AssertionError("an unrelated consistency check"), RuntimeError("could not map 16 MiB for the bit packing")],
+)
+def test_other_concrete_failures_are_not_misdiagnosed(fitted, monkeypatch, concrete_error):
+    """Only what Concrete actually reports is translated; anything else propagates unchanged."""
+    from fhe_estimators import fhe as fhe_backend
+
+    def failing_compile(*args, **kwargs):
+        raise concrete_error
+
+    monkeypatch.setattr(fhe_backend, "compile_brevitas_qat_model", failing_compile)
+    with pytest.raises(type(concrete_error)) as caught:
+        fitted.compile()
+    assert caught.value is concrete_error
+
+
+def test_transposed_weights_of_a_square_layer_are_refused(data):
+    """Concrete keeps weights as (out, in), like torch: the transpose is a different layer."""
+    from fhe_estimators.fhe import compile_module
+
+    X, y = data
+    model = NeuralNetClassifier(hidden_layer_sizes=(5, 5), max_epochs=2, random_state=0).fit(X, y)
+    weights = [layer.weights for layer in model.module_.integer_layers()]
+    assert weights[1].shape == (5, 5) and not np.array_equal(weights[1], weights[1].T)
+    calibration = np.concatenate([model.calibration_X_, model.module_.extreme_inputs()])
+    compile_module(model.module_, calibration, weights, model.accumulator_ranges_)  # as checked: fine
+    transposed = [weights[0], weights[1].T, weights[2]]
+    with pytest.raises(RuntimeError, match="quantized layer 1 differently"):
+        compile_module(model.module_, calibration, transposed, model.accumulator_ranges_)

@@ -13,8 +13,8 @@ COUNT = dict(FAST, pruning_budget="count")
 
 def assert_budget_holds(model):
     """Every neuron: ≤ k non-zeros, and exact worst case within n_accum_bits (recomputed here)."""
-    k = model.max_nonzero_per_neuron_ if model.pruning_budget == "count" else np.inf
-    for layer, integer, report in zip(model.module_.linears, model.module_.integer_layers(), model.pruning_report_):
+    layers = zip(model.module_.linears, model.module_.integer_layers(), model.pruning_report_, model.max_nonzero_per_neuron_)
+    for layer, integer, report, k in layers:
         float_counts = np.count_nonzero(layer.weight.detach().numpy(), axis=1)
         assert (float_counts <= min(k, layer.weight.shape[1])).all()
         assert (np.count_nonzero(integer.weights, axis=1) <= k).all()
@@ -32,7 +32,7 @@ def cancer_model(breast_cancer):
 
 def test_per_neuron_nonzero_counts_and_accumulator_fit_the_budget(cancer_model):
     assert cancer_model.omega_ == omega(10, 3, 3) == 20
-    assert cancer_model.max_nonzero_per_neuron_ == 20
+    assert cancer_model.max_nonzero_per_neuron_ == [20, 20]
     assert_budget_holds(cancer_model)
     first = cancer_model.pruning_report_[0]
     assert first["fan_in"] == 30 and first["k"] == 20 and first["max_nonzero"] <= 20
@@ -45,7 +45,7 @@ def test_multiplier_four_keeps_more_weights_and_exact_check_still_holds(breast_c
     model = NeuralNetClassifier(
         hidden_layer_sizes=(24,), n_accum_bits=n_accum_bits, n_hidden_neurons_multiplier=4, **COUNT
     ).fit(X_train, y_train)
-    assert model.max_nonzero_per_neuron_ == min(30, 4 * omega(n_accum_bits, 3, 3))
+    assert model.max_nonzero_per_neuron_ == [min(fan_in, 4 * omega(n_accum_bits, 3, 3)) for fan_in in (30, 24)]
     assert_budget_holds(model)
     if n_accum_bits == 7:
         # Ω = 2, so 8 weights per neuron may be kept: only the exact check keeps the bound.

@@ -115,7 +115,16 @@ def test_refit_forgets_the_old_circuit(breast_cancer):
     model = NeuralNetClassifier(hidden_layer_sizes=(4,), max_epochs=3, random_state=0).fit(X_train, y_train).compile()
     model.fit(X_train[:, :10], y_train)
     assert not hasattr(model, "fhe_circuit_")
-    assert model.compile().quantized_module_.input_quantizers[0] is not None
+    model.compile()
+    # The new circuit reads 10 encrypted features, and predicts what the clear network does.
+    [circuit_input] = model.fhe_circuit_.graph.ordered_inputs()
+    assert circuit_input.output.shape == (1, 10) and circuit_input.output.is_encrypted
+    np.testing.assert_array_equal(
+        model.predict_proba(X_train[:20, :10], fhe="simulate"), model.predict_proba(X_train[:20, :10], fhe="disable")
+    )
+    assert model.score(X_train[:, :10], y_train, fhe="simulate") > 0.8
+    with pytest.raises(ValueError, match="30 features.*expecting 10"):
+        model.predict(X_train[:2], fhe="simulate")
 
 
 def test_regressor_simulation_matches_clear(diabetes):

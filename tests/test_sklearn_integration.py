@@ -27,9 +27,26 @@ def zero_patterns(model):
 
 
 def assert_within_budget(model):
-    assert max(model.accumulator_bits_) <= model.n_accum_bits
-    for layer, report in zip(model.module_.linears, model.pruning_report_):
-        assert nonzero_per_neuron(layer.weight).max() == report["max_nonzero_float"]
+    """Recomputed here from brevitas' integer weights, trusting none of the model's own figures.
+
+    Worst case of neuron j over every input its quantizer can produce:
+    Σ_i max(w_ji·x_min, w_ji·x_max); it must fit a signed n_accum_bits integer.
+    Each neuron keeps at most floor(multiplier × Ω) weights, Ω from its layer's input bits.
+    """
+    input_bits = [model.n_input_bits_] + [model.n_a_bits] * (len(model.module_.linears) - 1)
+    ranges = [(-(2 ** (input_bits[0] - 1)), 2 ** (input_bits[0] - 1) - 1)]
+    ranges += [(0, 2**model.n_a_bits - 1)] * (len(model.module_.linears) - 1)
+    limit = 2 ** (model.n_accum_bits - 1)
+    for linear, bits, (x_min, x_max) in zip(model.module_.linears, input_bits, ranges):
+        weights = linear.quant_weight().int().detach().numpy().astype(np.int64)
+        assert np.all(np.abs(weights) <= 2 ** (model.n_w_bits - 1))
+        highest = np.maximum(weights * x_min, weights * x_max).sum(axis=1)
+        lowest = np.minimum(weights * x_min, weights * x_max).sum(axis=1)
+        assert highest.max() <= limit - 1 and lowest.min() >= -limit
+        omega = (2**model.n_accum_bits - 1) // ((2**model.n_w_bits - 1) * (2**bits - 1))
+        cap = max(1, min(weights.shape[1], int(np.floor(model.n_hidden_neurons_multiplier * omega))))
+        assert np.count_nonzero(weights, axis=1).max() <= cap
+        assert nonzero_per_neuron(linear.weight).max() <= cap
 
 
 # ---------------------------------------------------------------- parameters
