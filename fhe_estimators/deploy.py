@@ -15,9 +15,14 @@ The exchange, all in bytes (files, sockets, object stores)::
     server: results = run_many(cts, keys)                                 <--results--
     client: decrypt(results) == model.predict(X)
 
-Every blob is wrapped in a short envelope (kind, model id, length, SHA-256), so
-a truncated or corrupted ciphertext, or keys made for another model, give a
-clear error before any byte reaches Concrete.
+Every blob is wrapped in a short envelope (kind, model id, key set, length,
+SHA-256), so a truncated or corrupted blob, keys made for another model, or a
+ciphertext sent with another client's keys give a clear error before any byte
+reaches Concrete. The key set is the SHA-256 of the serialized evaluation keys:
+the server refuses a ciphertext whose key set is not that of the keys it was
+sent with, and the client refuses to decrypt a result computed for another key
+set. The checksum is no MAC: this guards against accidents (corruption,
+truncation, mix-ups), not against a malicious server, which can forge envelopes.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import json
 import shutil
 import struct
 import tempfile
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -38,10 +45,17 @@ from sklearn.utils import check_array
 from . import fhe as fhe_backend
 
 CLIENT_DIR, SERVER_DIR, METADATA = "client", "server", "estimator.json"
+#: Format of a saved model directory (``estimator.json``).
 FORMAT_VERSION = 1
+#: Format of the envelope around every exchanged blob. 2: the envelope names its key set.
+ENVELOPE_VERSION = 2
+#: Deserialized evaluation key sets an ``FHEServer`` keeps by default (least recently used goes
+#: first). One key set per client: a default model's keys take 469 MB serialized, more in memory.
+KEY_CACHE_SIZE = 4
 _MAGIC = b"FHEE"
 _KINDS = {"evaluation keys": b"K", "ciphertext": b"C", "result": b"R"}
-_HEADER = struct.Struct(">4sBc16sQ32s")  # magic, format, kind, model id, payload length, sha256
+# magic, envelope version, kind, model id, key set (sha256 of the evaluation keys), payload length, sha256
+_HEADER = struct.Struct(">4sBc16s32sQ32s")
 
 
 def library_versions() -> dict[str, str]:
@@ -52,23 +66,43 @@ def library_versions() -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- envelopes
-def seal(kind: str, model_id: str, payload: bytes) -> bytes:
-    """Wrap ``payload`` with its kind, model id, length and checksum."""
+def seal(kind: str, model_id: str, payload: bytes, key_set: str | None = None) -> bytes:
+    """Wrap ``payload`` with its kind, model id, key set, length and checksum.
+
+    ``key_set`` is the hex SHA-256 of the serialized evaluation keys that the
+    ciphertext or result belongs to; evaluation keys name themselves (their own
+    digest), so leave it out for them.
+    """
     digest = hashlib.sha256(payload).digest()
-    header = _HEADER.pack(_MAGIC, FORMAT_VERSION, _KINDS[kind], bytes.fromhex(model_id), len(payload), digest)
+    if kind == "evaluation keys":
+        if key_set is not None:
+            raise ValueError("Evaluation keys name their own key set (their SHA-256); do not pass key_set.")
+        key_set_bytes = digest
+    else:
+        if key_set is None:
+            raise TypeError(f"A {kind} must name the key set it belongs to: pass key_set=.")
+        key_set_bytes = bytes.fromhex(key_set)
+        if len(key_set_bytes) != 32:
+            raise ValueError(f"key_set must be a SHA-256 in hex (64 characters), got {key_set!r}.")
+    header = _HEADER.pack(
+        _MAGIC, ENVELOPE_VERSION, _KINDS[kind], bytes.fromhex(model_id), key_set_bytes, len(payload), digest
+    )
     return header + payload
 
 
-def unseal(kind: str, model_id: str, blob: bytes) -> bytes:
-    """The payload of ``blob``, after checking it is an intact ``kind`` made for ``model_id``."""
+def _open(kind: str, model_id: str, blob: bytes) -> tuple[str, memoryview]:
+    """The key set (hex) and payload of ``blob``, after checking it is an intact ``kind`` made for ``model_id``.
+
+    The payload is a view into ``blob``: hashing it costs no copy of megabytes of keys.
+    """
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise TypeError(f"Expected {kind} as bytes, got {type(blob).__name__}.")
-    blob = bytes(blob)
+    blob = bytes(blob)  # immutable: nothing can change it between the checks and its use
     if len(blob) < _HEADER.size or blob[:4] != _MAGIC:
         raise ValueError(f"Malformed {kind}: not produced by fhe_estimators' FHEClient/FHEServer.")
-    _, form, found_kind, found_id, length, digest = _HEADER.unpack_from(blob)
-    if form != FORMAT_VERSION:
-        raise ValueError(f"Malformed {kind}: envelope format {form}, this library reads {FORMAT_VERSION}.")
+    _, form, found_kind, found_id, key_set, length, digest = _HEADER.unpack_from(blob)
+    if form != ENVELOPE_VERSION:
+        raise ValueError(f"Malformed {kind}: envelope format {form}, this library reads {ENVELOPE_VERSION}.")
     names = {code: name for name, code in _KINDS.items()}
     if found_kind != _KINDS[kind]:
         raise ValueError(f"Expected {kind}, got {names.get(found_kind, 'unknown data')}.")
@@ -77,12 +111,32 @@ def unseal(kind: str, model_id: str, blob: bytes) -> bytes:
             f"These {kind} belong to model {found_id.hex()[:12]}…, not to this model ({model_id[:12]}…): "
             "keys and ciphertexts must come from the client of the same saved model."
         )
-    payload = blob[_HEADER.size :]
+    payload = memoryview(blob)[_HEADER.size :]
     if len(payload) != length:
         raise ValueError(f"Truncated {kind}: {len(payload)} bytes of payload, expected {length}.")
     if hashlib.sha256(payload).digest() != digest:
         raise ValueError(f"Corrupted {kind}: its checksum does not match its content.")
-    return payload
+    if kind == "evaluation keys" and key_set != digest:
+        raise ValueError(f"Corrupted {kind}: the key set in its envelope is not the digest of its content.")
+    return key_set.hex(), payload
+
+
+def unseal(kind: str, model_id: str, blob: bytes, key_set: str | None = None) -> bytes:
+    """The payload of ``blob``, after checking it is an intact ``kind`` made for ``model_id``
+    and, if ``key_set`` is given, bound to that key set."""
+    found, payload = _open(kind, model_id, blob)
+    if key_set is not None and found != key_set:
+        if kind == "result":
+            raise ValueError(
+                f"This result was computed under a different key set (keys {found[:12]}…) than this client's "
+                f"({key_set[:12]}…): only the client whose evaluation keys the server used can decrypt it "
+                "(not one whose keys were regenerated since, nor a new client without that client's key_dir)."
+            )
+        raise ValueError(
+            f"This {kind} was encrypted under a different key set (keys {found[:12]}…) than the evaluation keys "
+            f"given ({key_set[:12]}…): send the evaluation keys of the client that encrypted it."
+        )
+    return bytes(payload)
 
 
 # ---------------------------------------------------------------- saving
@@ -156,28 +210,52 @@ def read_metadata(directory: Path, role: str) -> dict:
 
 # ---------------------------------------------------------------- server
 class FHEServer:
-    """Evaluates the circuit on serialized ciphertexts; holds no secret key, ever."""
+    """Evaluates the circuit on serialized ciphertexts; holds no secret key, ever.
 
-    def __init__(self, path):
+    ``key_cache_size`` deserialized evaluation key sets are kept (default
+    ``KEY_CACHE_SIZE``, least recently used evicted first): a client's keys are
+    deserialized once (11 s for the default model), not on every request.
+    """
+
+    def __init__(self, path, *, key_cache_size: int = KEY_CACHE_SIZE):
         from concrete.ml.deployment import FHEModelServer
 
+        if isinstance(key_cache_size, bool) or not isinstance(key_cache_size, int) or key_cache_size < 1:
+            raise ValueError(f"key_cache_size must be a positive integer, got {key_cache_size!r}.")
         self.path = Path(path)
         self.model_id = read_metadata(self.path, SERVER_DIR)["model_id"]
         self._server = FHEModelServer(str(self.path))
-        self._keys_blob, self._keys = None, None
+        self.key_cache_size = key_cache_size
+        self._key_cache: OrderedDict[str, object] = OrderedDict()  # key set -> deserialized EvaluationKeys
+        self._key_cache_lock = threading.Lock()
 
-    def _evaluation_keys(self, evaluation_keys: bytes):
-        """Deserialized keys, cached: they are megabytes, the same for a whole batch.
+    def _evaluation_keys(self, key_set: str, payload: memoryview):
+        """Deserialized keys for a verified payload, from the cache when its key set is there.
 
-        The cache is keyed by the bytes object itself (a Dask worker hands every
-        task the same one), so a batch checks and deserializes its keys once.
+        The cache is keyed by content: ``key_set`` is the SHA-256 of the payload,
+        which ``_open`` has just recomputed over the bytes actually received and
+        compared with the envelope, so a damaged or truncated blob never reaches
+        the cache, whatever its header claims. Re-hashing on every request costs
+        about 0.3 s for the default model's 469 MB (against 11 s to deserialize);
+        it was preferred to comparing the blob with a cached copy, which would
+        save little and keep every cached blob in memory besides its keys.
+
+        One lock guards the cache, deserialization included: threads (``run``
+        called concurrently, a threaded web server) asking for the same new keys
+        wait for one deserialization instead of each doing their own.
         """
         from concrete import fhe as cfhe
 
-        if evaluation_keys is not self._keys_blob:
-            payload = unseal("evaluation keys", self.model_id, evaluation_keys)
-            self._keys, self._keys_blob = cfhe.EvaluationKeys.deserialize(payload), evaluation_keys
-        return self._keys
+        with self._key_cache_lock:
+            keys = self._key_cache.get(key_set)
+            if keys is None:
+                keys = cfhe.EvaluationKeys.deserialize(bytes(payload))
+                self._key_cache[key_set] = keys
+                while len(self._key_cache) > self.key_cache_size:
+                    self._key_cache.popitem(last=False)
+            else:
+                self._key_cache.move_to_end(key_set)
+            return keys
 
     def run(self, ciphertext: bytes, evaluation_keys: bytes) -> bytes:
         """Evaluate one encrypted row; returns the encrypted result."""
@@ -186,13 +264,19 @@ class FHEServer:
     def run_many(
         self, ciphertexts: Sequence[bytes], evaluation_keys: bytes, *, n_jobs: int | None = None, verbose: bool = False
     ) -> list[bytes]:
-        """Evaluate many encrypted rows, ``n_jobs`` at a time; results in input order."""
-        keys = self._evaluation_keys(evaluation_keys)
-        payloads = [unseal("ciphertext", self.model_id, blob) for blob in ciphertexts]
+        """Evaluate many encrypted rows, ``n_jobs`` at a time; results in input order.
+
+        Every ciphertext must have been encrypted by the client that made
+        ``evaluation_keys``; a single foreign one refuses the whole batch, before
+        any evaluation.
+        """
+        key_set, keys_payload = _open("evaluation keys", self.model_id, evaluation_keys)
+        payloads = [unseal("ciphertext", self.model_id, blob, key_set=key_set) for blob in ciphertexts]
+        keys = self._evaluation_keys(key_set, keys_payload)
 
         def evaluate(payload: bytes) -> bytes:
             result = self._server.run(payload, keys)
-            return seal("result", self.model_id, result)
+            return seal("result", self.model_id, result, key_set=key_set)
 
         return fhe_backend.map_in_order(evaluate, payloads, n_jobs=n_jobs, verbose=verbose, desc="FHE server")
 
@@ -212,20 +296,47 @@ class FHEClient:
         self.metadata = read_metadata(self.path, CLIENT_DIR)
         self.model_id = self.metadata["model_id"]
         self._client = FHEModelClient(str(self.path), key_dir=None if key_dir is None else str(key_dir))
+        self._key_set: str | None = None
 
     @property
     def is_classifier(self) -> bool:
         return "classes" in self.metadata
 
+    @property
+    def n_outputs(self) -> int:
+        """Outputs of the network: one logit per class, or one value per target column."""
+        return len(self.metadata["classes"]["values"] if self.is_classifier else self.metadata["target"]["mean"])
+
+    @property
+    def key_set(self) -> str:
+        """This client's key set: the SHA-256 (hex) of its serialized evaluation keys.
+
+        Every ciphertext names it, so the server can refuse to evaluate it with
+        another client's keys. Computed once per key generation (generating the
+        keys if needed), not per row.
+        """
+        if self._key_set is None:
+            self.generate_keys()
+            self._key_set = hashlib.sha256(self._client.get_serialized_evaluation_keys()).hexdigest()
+        return self._key_set
+
     def generate_keys(self, force: bool = False) -> None:
-        """Generate the secret and evaluation keys (seconds; done once)."""
+        """Generate the secret and evaluation keys (seconds; done once).
+
+        ``force=True`` makes a new key set: ciphertexts and results of the old
+        one can no longer be decrypted, and are refused.
+        """
         fhe_backend.ready_concrete_for_this_thread()
+        if force:
+            self._key_set = None
         self._client.generate_private_and_evaluation_keys(force=force)
 
     def evaluation_keys(self) -> bytes:
         """The public evaluation keys to send to the server (generated if needed)."""
         self.generate_keys()
-        return seal("evaluation keys", self.model_id, self._client.get_serialized_evaluation_keys())
+        blob = seal("evaluation keys", self.model_id, self._client.get_serialized_evaluation_keys())
+        self._key_set = _HEADER.unpack_from(blob)[4].hex()  # the digest seal just computed
+        return blob
 
     def encrypt(self, X) -> list[bytes]:
         """Quantize and encrypt each row of ``X``: one ciphertext per row."""
@@ -233,17 +344,22 @@ class FHEClient:
         expected = self.metadata["n_features_in"]
         if X.shape[1] != expected:
             raise ValueError(f"X has {X.shape[1]} features, but this model is expecting {expected} features as input.")
-        self.generate_keys()
-        return [seal("ciphertext", self.model_id, self._client.quantize_encrypt_serialize(row[None, :])) for row in X]
+        key_set = self.key_set  # generates the keys if needed
+        return [
+            seal("ciphertext", self.model_id, self._client.quantize_encrypt_serialize(row[None, :]), key_set=key_set)
+            for row in X
+        ]
 
     def decrypt_outputs(self, results: Sequence[bytes]) -> np.ndarray:
         """Decrypted, dequantized network outputs (logits / standardized values), one row per result."""
         if isinstance(results, (bytes, bytearray)):
             raise TypeError("decrypt takes a list of results (one per encrypted row), not a single bytes object.")
-        rows = [
-            self._client.deserialize_decrypt_dequantize(unseal("result", self.model_id, blob)) for blob in results
-        ]
-        return np.concatenate(rows) if rows else np.empty((0, 0))
+        results = list(results)
+        if not results:
+            return np.empty((0, self.n_outputs))
+        key_set = self.key_set
+        payloads = [unseal("result", self.model_id, blob, key_set=key_set) for blob in results]
+        return np.concatenate([self._client.deserialize_decrypt_dequantize(payload) for payload in payloads])
 
     def decrypt(self, results: Sequence[bytes]) -> np.ndarray:
         """What the estimator's ``predict`` returns: class labels or target values."""
@@ -273,7 +389,8 @@ class DeployedModel:
 
     def predict(self, X, *, n_jobs: int | None = None) -> np.ndarray:
         """Encrypt ``X``, evaluate on the server, decrypt: equals the estimator's ``predict``."""
-        results = self.server.run_many(self.client.encrypt(X), self.client.evaluation_keys(), n_jobs=n_jobs)
+        keys = self.client.evaluation_keys()  # first: it also gives the client its key set's digest
+        results = self.server.run_many(self.client.encrypt(X), keys, n_jobs=n_jobs)
         return self.client.decrypt(results)
 
 
