@@ -67,20 +67,27 @@ def test_exact_budget_fits_and_keeps_at_least_the_count_budget(weights, n_accum_
 
 @pytest.fixture(scope="module")
 def both_budgets(breast_cancer):
+    """Both modes with the cap at 4 × Ω (20 weights per neuron at 8 bits, Ω = 5)."""
     X_train, _, y_train, _ = breast_cancer
     return {
-        budget: NeuralNetClassifier(hidden_layer_sizes=(16,), n_accum_bits=8, pruning_budget=budget, max_epochs=30, random_state=0).fit(X_train, y_train)
+        budget: NeuralNetClassifier(
+            hidden_layer_sizes=(16,), n_accum_bits=8, n_hidden_neurons_multiplier=4, pruning_budget=budget,
+            max_epochs=30, random_state=0,
+        ).fit(X_train, y_train)
         for budget in ("count", "exact")
     }
 
 
-def test_exact_budget_mode_keeps_more_weights_within_the_same_bound(both_budgets):
-    kept = {budget: sum(r["mean_nonzero"] * r["neurons"] for r in m.pruning_report_) for budget, m in both_budgets.items()}
-    assert kept["exact"] >= kept["count"]
-    exact = both_budgets["exact"]
-    assert max(exact.accumulator_bits_) <= 8
-    assert max(r["max_nonzero"] for r in exact.pruning_report_) > exact.omega_  # more than Ω where it fits
+def test_exact_budget_mode_trains_what_fits_instead_of_dropping_at_the_end(both_budgets):
+    """Both modes stop at 4 × Ω weights; exact mode prunes to what fits while training, so the
+    final check finds nothing to drop (count mode's drops are tested in test_estimators at 7 bits)."""
+    count, exact = both_budgets["count"], both_budgets["exact"]
+    for model in (count, exact):
+        assert max(model.accumulator_bits_) <= 8
+        assert model.max_nonzero_per_neuron_[0] == 4 * model.omega_ == 20
+        assert max(r["max_nonzero"] for r in model.pruning_report_) <= 20
     assert sum(r["dropped_by_check"] for r in exact.pruning_report_) == 0  # nothing left for the check
+    assert max(r["max_nonzero"] for r in exact.pruning_report_) > exact.omega_  # more than Ω where it fits
 
 
 def test_removing_a_dead_neuron_keeps_the_function():
