@@ -29,6 +29,7 @@ from skorch.utils import data_from_dataset
 from torch.utils.data import DataLoader
 
 from . import fhe as fhe_backend
+from . import search
 from .budget import (
     accumulator_bounds,
     check_positive_int,
@@ -132,6 +133,8 @@ class _FHEMixin:
         "pruning_start",
         "pruning_end",
         "pruning_frequency",
+        "tighten",
+        "tighten_tolerance",
         "rounding_threshold_bits",
         "p_error",
         "fhe",
@@ -195,8 +198,12 @@ class _FHEMixin:
                 f"pruning_start={self.pruning_start}, pruning_end={self.pruning_end}."
             )
         check_positive_int(self.pruning_frequency, "pruning_frequency")
-        if self.rounding_threshold_bits is not None:
-            check_positive_int(self.rounding_threshold_bits, "rounding_threshold_bits")
+        fhe_backend.check_rounding_threshold_bits(self.rounding_threshold_bits)
+        if not isinstance(self.tighten, (bool, np.bool_)):
+            raise ValueError(f"tighten must be True or False, got {self.tighten!r}.")
+        tolerance = self.tighten_tolerance
+        if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not 0.0 <= tolerance < 1.0:
+            raise ValueError(f"tighten_tolerance must be a score difference in [0, 1), got {tolerance!r}.")
         if not callable(self.optimizer):
             raise TypeError(
                 f"optimizer must be a torch optimizer class (e.g. torch.optim.AdamW), got {self.optimizer!r}."
@@ -260,7 +267,15 @@ class _FHEMixin:
         self._validate_hyperparameters()
         X = self._validate_X(X, reset=True)
         y = self._fit_targets(self._check_y_given(y), len(X), classes)
-        return self._fit_prepared(X, y, **fit_params)
+        self._forget_compilation()
+        if self.tighten and len(X) >= search.MIN_SAMPLES:
+            # The search fits a copy and derives cheaper ones; the winner's fitted state becomes ours.
+            vars(self).update(vars(search.tighten(self, X, y, **fit_params)))
+            return self
+        self._fit_prepared(X, y, **fit_params)
+        self.rounding_threshold_bits_ = self.rounding_threshold_bits
+        self.tightening_candidates_ = []
+        return self
 
     def _continue_training(self, X, y, **fit_params):
         X = self._validate_X(X, reset=False)
@@ -357,15 +372,23 @@ class _FHEMixin:
             weight = unmasked_weight(linear)
             integers = module.quantize_weights(index, weight)
             magnitudes = weight.detach().abs().cpu().numpy()
-            counts.append(largest_weights_that_fit(integers, magnitudes, low, high, self.n_accum_bits))
+            counts.append(largest_weights_that_fit(integers, magnitudes, low, high, self.accumulator_budget_))
         return counts
+
+    def _set_accumulator_budget(self, n_bits: int) -> None:
+        """Make ``n_bits`` (≤ ``n_accum_bits``) the budget pruning and the exact check enforce.
+
+        Ω follows it: the first layer's from the input bits, the others' from ``n_a_bits``.
+        """
+        self.accumulator_budget_ = int(n_bits)
+        self.omega_ = omega(n_bits, self.n_w_bits, self.n_a_bits)
+        first_omega = omega(n_bits, self.n_w_bits, self.n_input_bits_)
+        self.layer_omegas_ = [first_omega] + [self.omega_] * len(self._hidden_sizes())
 
     def _fit_prepared(self, X: np.ndarray, y: np.ndarray, **fit_params):
         """Shared tail of ``fit``: budget, seed, skorch training loop, finalize."""
-        self.omega_ = omega(self.n_accum_bits, self.n_w_bits, self.n_a_bits)
         self.n_input_bits_ = self._input_bits()
-        first_omega = omega(self.n_accum_bits, self.n_w_bits, self.n_input_bits_)
-        self.layer_omegas_ = [first_omega] + [self.omega_] * len(self._hidden_sizes())
+        self._set_accumulator_budget(self.n_accum_bits)
         self.weight_decay_ = self._resolve_weight_decay(X, y)
         self.n_train_samples_ = len(X)
         rng = check_random_state(self.random_state)
@@ -373,13 +396,18 @@ class _FHEMixin:
             # An int seeds torch as given; a RandomState instance draws torch's seed.
             seed = self.random_state if isinstance(self.random_state, numbers.Integral) else rng.randint(2**31)
             torch.manual_seed(int(seed))
-        rows = rng.choice(len(X), size=min(len(X), CALIBRATION_ROWS), replace=False)
-        self.calibration_X_ = X[np.sort(rows)]
+        self.calibration_X_ = self._calibration_sample(X, rng)
         self._forget_compilation()
         self.initialize()
         self._training_loop(X, y, **fit_params)
         self._finalize_pruning()
         return self
+
+    def _calibration_sample(self, X: np.ndarray, rng=None) -> np.ndarray:
+        """Up to ``CALIBRATION_ROWS`` rows of ``X`` (in order) kept to calibrate ``compile``."""
+        rng = check_random_state(self.random_state) if rng is None else rng
+        rows = rng.choice(len(X), size=min(len(X), CALIBRATION_ROWS), replace=False)
+        return X[np.sort(rows)]
 
     def _resolve_weight_decay(self, X: np.ndarray, y: np.ndarray) -> float:
         """The L2 penalty this fit uses: the user's number, or the hold-out choice for "auto"."""
@@ -477,7 +505,7 @@ class _FHEMixin:
         changed = False
         for index, (layer, integer) in enumerate(zip(self.module_.linears, self.module_.integer_layers())):
             keep = enforce_accumulator_budget(
-                integer.weights, None, integer.input_min, integer.input_max, self.n_accum_bits
+                integer.weights, None, integer.input_min, integer.input_max, self.accumulator_budget_
             )
             drop = (integer.weights != 0) & ~keep
             if drop.any():
@@ -572,9 +600,8 @@ class _FHEMixin:
         calibration = self.calibration_X_ if X is None else self._validate_X(X, reset=False)
         if len(calibration) == 0:
             raise ValueError("compile needs at least one calibration sample; X is empty.")
-        rounding = self.rounding_threshold_bits if rounding_threshold_bits is _USE_PARAM else rounding_threshold_bits
-        if rounding is not None:
-            check_positive_int(rounding, "rounding_threshold_bits")
+        rounding = self._default_rounding() if rounding_threshold_bits is _USE_PARAM else rounding_threshold_bits
+        rounding = fhe_backend.check_rounding_threshold_bits(rounding)
         self.compile_arguments_ = dict(
             X=None if X is None else calibration,
             rounding_threshold_bits=rounding,
@@ -593,6 +620,12 @@ class _FHEMixin:
         self.fhe_circuit_ = self.quantized_module_.fhe_circuit
         self.circuit_report_ = fhe_backend.circuit_report(self.quantized_module_)
         return self
+
+    def _default_rounding(self):
+        """The constructor's ``rounding_threshold_bits``, else the one the search chose."""
+        if self.rounding_threshold_bits is not None:
+            return self.rounding_threshold_bits
+        return getattr(self, "rounding_threshold_bits_", None)
 
     def save(self, path) -> Path:
         """Save the compiled model for deployment: ``path/client`` and ``path/server``.
@@ -665,6 +698,8 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         pruning_start=0.1,
         pruning_end=0.6,
         pruning_frequency=1,
+        tighten=False,
+        tighten_tolerance=0.01,
         rounding_threshold_bits=None,
         p_error=None,
         fhe="disable",
@@ -780,6 +815,8 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         pruning_start=0.1,
         pruning_end=0.6,
         pruning_frequency=1,
+        tighten=False,
+        tighten_tolerance=0.01,
         rounding_threshold_bits=None,
         p_error=None,
         fhe="disable",

@@ -57,6 +57,41 @@ def check_fhe_mode(fhe: str) -> str:
     return fhe
 
 
+ROUNDING_METHODS = ("exact", "approximate")
+
+
+def check_rounding_threshold_bits(value):
+    """``rounding_threshold_bits`` in Concrete ML's forms, validated: None, a positive int
+    (exact rounding), or ``{"n_bits": int, "method": "exact" | "approximate"}``.
+
+    Returns None, an int, or a dict with both keys (method lower-case).
+    """
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        unknown = set(value) - {"n_bits", "method"}
+        if unknown or "n_bits" not in value:
+            raise ValueError(
+                'rounding_threshold_bits as a dict needs "n_bits" and may have "method" '
+                f'("exact" or "approximate"); got {value!r}.'
+            )
+        method = value.get("method", "exact")
+        method = getattr(method, "name", method)  # concrete.fhe.Exactness members
+        if not isinstance(method, str) or method.lower() not in ROUNDING_METHODS:
+            raise ValueError(f'rounding_threshold_bits["method"] must be "exact" or "approximate", got {method!r}.')
+        return {"n_bits": _rounding_bits(value["n_bits"]), "method": method.lower()}
+    return _rounding_bits(value)
+
+
+def _rounding_bits(n_bits) -> int:
+    if isinstance(n_bits, bool) or not isinstance(n_bits, numbers.Integral) or not 1 <= n_bits <= MAXIMUM_TLU_BIT_WIDTH:
+        raise ValueError(
+            f"rounding_threshold_bits must be a positive integer (at most {MAXIMUM_TLU_BIT_WIDTH}) or a dict "
+            f'{{"n_bits": int, "method": "exact" | "approximate"}}; got n_bits={n_bits!r}.'
+        )
+    return int(n_bits)
+
+
 @dataclass
 class CircuitReport:
     """What the compiled circuit looks like, for reports and benchmarks."""

@@ -189,3 +189,27 @@ def test_pickle_and_joblib_round_trips_keep_every_mode_and_no_keys():
         for mode in ("disable", "simulate"):
             np.testing.assert_array_equal(loaded.predict_proba(X, fhe=mode), model.predict_proba(X, fhe=mode))
         np.testing.assert_array_equal(loaded.predict_proba(X[:2], fhe="execute"), executed)
+
+
+@pytest.mark.parametrize("method", ["exact", "approximate"])
+def test_rounding_threshold_bits_in_concrete_mls_dict_form(breast_cancer, method):
+    X_train, X_test, y_train, y_test = breast_cancer
+    model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=10, random_state=0).fit(X_train, y_train)
+    unrounded_pbs = model.compile().circuit_report_.pbs_count
+    model.compile(rounding_threshold_bits={"n_bits": 4, "method": method})
+    assert model.compile_arguments_["rounding_threshold_bits"] == {"n_bits": 4, "method": method}
+    assert model.circuit_report_.pbs_count != unrounded_pbs  # Concrete rounded: a different circuit
+    assert model.score(X_test, y_test, fhe="simulate") > 0.9
+    # The guarantee still holds: every accumulator covers its exact worst case.
+    assert all(have >= need for have, need in zip(compiled_accumulator_bits(model.quantized_module_), model.accumulator_bits_))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"n_bits": 0}, {"bits": 6}, {"n_bits": 6, "method": "nearest"}, {"n_bits": "auto"}, 6.5, 17, True],
+)
+def test_bad_rounding_threshold_bits_are_refused(compiled_classifier, bad):
+    with pytest.raises(ValueError, match="rounding_threshold_bits"):
+        compiled_classifier.compile(rounding_threshold_bits=bad)
+    with pytest.raises(ValueError, match="rounding_threshold_bits"):
+        NeuralNetClassifier(rounding_threshold_bits=bad, max_epochs=1).fit(np.eye(4), [0, 1, 0, 1])

@@ -1,0 +1,179 @@
+"""Automatic tightening within the budget: the cheapest circuit that keeps the accuracy.
+
+``n_accum_bits`` is a ceiling. After training at that budget on most of the
+training data, :func:`tighten` tries cheaper circuits, each derived from the
+trained network by a short fine-tune rather than a full retrain:
+
+1. narrower accumulators (``n_accum_bits - 1``, ``- 2``, ...): each neuron
+   keeps its largest weights whose exact worst case fits the narrower budget;
+2. fewer hidden neurons (the lowest-norm ones removed);
+3. Concrete's ``rounding_threshold_bits`` (exact and approximate rounding),
+   scored in FHE simulation since the clear network does not round.
+
+Every candidate is scored on a hold-out part of the *training* data and
+priced by the cost model (:mod:`fhe_estimators.cost`); the cheapest whose
+score is within ``tolerance`` of the best wins, the way ``RidgeCV`` picks its
+alpha. The winner is fine-tuned on all the training data and checked exactly
+again, so the accumulator guarantee holds at its (narrower) budget.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from .budget import omega
+from .pruning import lowest_norm_rows
+
+#: Fraction of the training data held out to score candidates.
+HOLDOUT_FRACTION = 0.2
+#: Below this many training samples a hold-out score says nothing: no search.
+MIN_SAMPLES = 100
+#: Narrower accumulators tried below the user's budget (stops early when the score drops).
+MAX_BITS_BELOW = 4
+#: Fractions of every hidden layer's neurons removed, tried at the chosen accumulator width.
+NEURON_FRACTIONS = (0.25, 0.5)
+#: Concrete rounding tried on the cheapest candidate (FHE-simulated: needs a compile each).
+ROUNDINGS = ({"n_bits": 6, "method": "approximate"}, {"n_bits": 5, "method": "approximate"}, {"n_bits": 6, "method": "exact"})
+
+
+def fine_tune_epochs(max_epochs: int) -> int:
+    """Epochs of each candidate's fine-tune: a tenth of training, at least 5."""
+    return max(5, int(max_epochs) // 10)
+
+
+@dataclass
+class Candidate:
+    """One circuit the search tried: its settings, hold-out score and predicted cost."""
+
+    accumulator_bits: int
+    neuron_fraction: float
+    rounding_threshold_bits: dict | None
+    holdout_score: float
+    predicted_latency_s: float
+    pbs_count: int
+    chosen: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _holdout_split(estimator, X: np.ndarray, y: np.ndarray):
+    stratify = y if estimator._estimator_type == "classifier" else None
+    try:
+        return train_test_split(np.arange(len(X)), test_size=HOLDOUT_FRACTION, random_state=0, stratify=stratify)
+    except ValueError:  # a class too rare to stratify: an unstratified hold-out still works
+        return train_test_split(np.arange(len(X)), test_size=HOLDOUT_FRACTION, random_state=0)
+
+
+def _fine_tune(model, X: np.ndarray, y: np.ndarray, epochs: int) -> None:
+    """``epochs`` more epochs with the masks fixed, then the exact check at the model's budget."""
+    max_epochs = model.max_epochs
+    model.max_epochs = epochs
+    try:
+        model._training_loop(X, y)
+    finally:
+        model.max_epochs = max_epochs
+    model._finalize_pruning()
+
+
+def _derive(base, X, y, bits: int, fraction: float, epochs: int):
+    """A copy of the trained ``base`` pruned to ``bits`` and ``fraction`` fewer neurons, fine-tuned."""
+    model = copy.deepcopy(base)
+    model._forget_compilation()
+    model._set_accumulator_budget(bits)
+    with torch.no_grad():
+        for layer in model.module_.linears[:-1]:
+            n_off = min(int(round(fraction * layer.out_features)), layer.out_features - 1)
+            if n_off:
+                layer.weight[lowest_norm_rows(layer.weight, n_off)] = 0.0
+    model._finalize_pruning()  # prune to the new budget; dead neurons leave the network
+    _fine_tune(model, X, y, epochs)
+    return model
+
+
+def _score(model, X, y, rounding) -> float:
+    """Hold-out score: in the clear (what the circuit computes) unless Concrete rounds further."""
+    if rounding is None:
+        return float(model.score(X, y, fhe="disable"))
+    model.compile(rounding_threshold_bits=rounding)
+    try:
+        return float(model.score(X, y, fhe="simulate"))
+    finally:
+        model._forget_compilation()  # copies of a compiled model would recompile
+
+
+def _price(model, rounding, holdout_score: float, bits: int, fraction: float) -> Candidate:
+    from .cost import estimate_cost  # noqa: PLC0415  (TEMPORARY until cost.py lands)
+
+    cost = estimate_cost(model, rounding_threshold_bits=rounding)
+    return Candidate(bits, fraction, rounding, holdout_score, float(cost.latency_s), int(cost.pbs_count))
+
+
+def _lowest_bits(estimator) -> int:
+    """Narrowest budget that still keeps one weight per neuron (Ω ≥ 1) in every layer."""
+    input_bits = max(estimator.n_a_bits, estimator.n_input_bits_)
+    lowest = estimator.n_w_bits + input_bits  # Ω ≥ 1 needs 2^b - 1 ≥ (2^w - 1)(2^a - 1)
+    while lowest > 1 and omega(lowest - 1, estimator.n_w_bits, input_bits) >= 1:
+        lowest -= 1
+    return max(lowest, estimator.n_accum_bits - MAX_BITS_BELOW)
+
+
+def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
+    """Fit ``estimator`` (already validated, ``y`` encoded) to the cheapest circuit within tolerance.
+
+    Returns the fitted winner, whose ``tightening_candidates_`` lists what was tried.
+    The caller copies its fitted state.
+    """
+    tolerance = estimator.tighten_tolerance
+    train, holdout = _holdout_split(estimator, X, y)
+    base = copy.deepcopy(estimator)
+    base._fit_prepared(X[train], y[train], **fit_params)
+    epochs = fine_tune_epochs(base.max_epochs)
+    user_rounding = estimator.rounding_threshold_bits
+
+    scored: list[tuple[Candidate, object]] = []
+
+    def consider(model, bits, fraction, rounding):
+        score = _score(model, X[holdout], y[holdout], rounding)
+        scored.append((_price(model, rounding, score, bits, fraction), model))
+        return score
+
+    best = consider(base, estimator.n_accum_bits, 0.0, user_rounding)
+    # 1. Narrower accumulators, while the score holds.
+    chosen_bits = estimator.n_accum_bits
+    for bits in range(estimator.n_accum_bits - 1, _lowest_bits(base) - 1, -1):
+        model = _derive(base, X[train], y[train], bits, 0.0, epochs)
+        score = consider(model, bits, 0.0, user_rounding)
+        best = max(best, score)
+        if score < best - tolerance:
+            break
+        chosen_bits = bits
+    # 2. Fewer neurons, at the narrowest width that held.
+    for fraction in NEURON_FRACTIONS:
+        model = _derive(base, X[train], y[train], chosen_bits, fraction, epochs)
+        best = max(best, consider(model, chosen_bits, fraction, user_rounding))
+    # 3. Concrete's rounding, on the cheapest candidate within tolerance so far.
+    if user_rounding is None:
+        cheapest, model = _cheapest(scored, best, tolerance)
+        for rounding in ROUNDINGS:
+            best = max(best, consider(model, cheapest.accumulator_bits, cheapest.neuron_fraction, rounding))
+
+    winner, model = _cheapest(scored, best, tolerance)
+    winner.chosen = True
+    _fine_tune(model, X, y, epochs)  # all the training data now, masks fixed
+    model.calibration_X_ = estimator._calibration_sample(X)
+    model.n_train_samples_ = len(X)
+    model.rounding_threshold_bits_ = winner.rounding_threshold_bits
+    model.tightening_candidates_ = [candidate.as_dict() for candidate, _ in scored]
+    return model
+
+
+def _cheapest(scored, best: float, tolerance: float):
+    """The (candidate, model) of lowest predicted latency among those within ``tolerance`` of ``best``."""
+    feasible = [pair for pair in scored if pair[0].holdout_score >= best - tolerance]
+    return min(feasible, key=lambda pair: (pair[0].predicted_latency_s, -pair[0].holdout_score))
