@@ -18,8 +18,11 @@ install-test: $(BIN)/python
 demo: install
 	$(BIN)/fhe-estimators demo
 
+# Extra pytest arguments, e.g. make test PYTEST_ARGS="--junitxml=junit.xml" (.ci/run does).
+PYTEST_ARGS ?=
+
 test: install-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # Full benchmark (about an hour): writes benchmarks/results/RESULTS.md and pareto.png.
 bench: install-test

@@ -7,6 +7,9 @@ deployment, :func:`load`, :class:`FHEClient` and :class:`FHEServer` (see :mod:`f
 from .budget import omega
 from .deploy import FHEClient, FHEServer, load
 from .estimators import NeuralNetClassifier, NeuralNetRegressor
+from .process_exit import keep_exit_status
+
+keep_exit_status()  # otherwise Concrete turns every exit status into 0 once a circuit has run: see process_exit
 
 __version__ = "0.1.0"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
 
@@ -29,8 +30,12 @@ def format_pruning_report(report: list[dict]) -> str:
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
-def demo(n_encrypted: int = 3) -> None:
-    """Breast cancer at 3/3/10 bits: train, report, compile, simulate, then run encrypted."""
+def demo(n_encrypted: int = 3) -> int:
+    """Breast cancer at 3/3/10 bits: train, report, compile, simulate, then run encrypted.
+
+    Returns 0 if every encrypted prediction equals the simulated one, else 1 (the
+    mismatches are reported on stderr).
+    """
     from sklearn.datasets import load_breast_cancer
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
@@ -64,17 +69,35 @@ def demo(n_encrypted: int = 3) -> None:
     quantized = model.quantized_module_
     print(f"\nKey generation: {fhe_backend.keygen(quantized):.2f} s")
     simulated = model.predict(X_test[:n_encrypted], fhe="simulate")
+    mismatches = []
     for index in range(n_encrypted):
         run = fhe_backend.run_encrypted_steps(quantized, X_test[index])
         label = model.classes_[int(np.argmax(run.outputs))]
+        if label != simulated[index]:
+            mismatches.append(index)
         print(
             f"sample {index}: encrypted -> {label} (simulated {simulated[index]}, true {y_test[index]}); "
             f"encrypt {run.encrypt_s * 1000:.0f} ms, run {run.run_s:.2f} s, decrypt {run.decrypt_s * 1000:.0f} ms"
         )
+    if mismatches:
+        print(
+            f"fhe-estimators demo: error: the encrypted prediction differs from the simulated one for "
+            f"sample(s) {mismatches} of {n_encrypted}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command and return its exit status: 0 on success, 1 on failure (2: bad arguments, from argparse).
+
+    Run as a program (``argv`` None: the command line), an error is one line on
+    stderr and status 1; ``--debug`` shows the traceback instead. Called from
+    Python with an explicit ``argv``, errors are raised to the caller as usual.
+    """
     parser = argparse.ArgumentParser(prog="fhe-estimators", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="on failure, show the full traceback")
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="train, compile and run encrypted on breast cancer")
     demo_parser.add_argument("--samples", type=int, default=3, help="encrypted predictions to run")
@@ -84,14 +107,28 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--samples", type=int, help="encrypted samples per model (default 3, 1 with --quick)")
     bench_parser.add_argument("--budgets", nargs="+", help="'(3,3,10)', '(4,4,12)', 'defaults' or 'n_w,n_a,n_accum'")
     bench_parser.add_argument("--out", default="benchmarks/results", help="directory for RESULTS.md and pareto.png")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # bad arguments: argparse prints usage and exits with status 2
     warnings.filterwarnings("ignore")
-    if args.command == "demo":
-        demo(args.samples)
-    elif args.command == "bench":
-        from .benchmark import bench
+    try:
+        return run_command(args)
+    except Exception as error:
+        if args.debug or argv is not None:
+            raise
+        message = " ".join(str(error).split()) or "(no message)"
+        print(
+            f"fhe-estimators {args.command}: error: {type(error).__name__}: {message} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
-        print(f"Results written to {bench(args.out, quick=args.quick, datasets=args.datasets, samples=args.samples, budgets=args.budgets)}")
+
+def run_command(args: argparse.Namespace) -> int:
+    """The parsed command's exit status."""
+    if args.command == "demo":
+        return demo(args.samples)
+    from .benchmark import bench
+
+    print(f"Results written to {bench(args.out, quick=args.quick, datasets=args.datasets, samples=args.samples, budgets=args.budgets)}")
     return 0
 
 
