@@ -5,6 +5,11 @@ become permanent and the exact accumulator bound is checked on the integer
 weights, dropping weights where a neuron could overflow ``n_accum_bits``.
 ``compile`` turns the result into a Concrete circuit; ``predict(X, fhe=...)``
 runs it in the clear, simulated, or encrypted.
+
+The steps live in their own modules, in the order the data takes them:
+:mod:`.validation`, :mod:`.callbacks` (pruning schedule, training scores),
+:mod:`.finalize` (exact check, neuron removal, reports), then compile and run
+in :mod:`.fhe`. This module holds the parameters and the scikit-learn/skorch plumbing.
 """
 
 from __future__ import annotations
@@ -18,37 +23,19 @@ import numpy as np
 import skorch
 import torch
 from sklearn.base import BaseEstimator, clone
-from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state, column_or_1d
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils import check_random_state
 from skorch.dataset import Dataset
-from skorch.utils import data_from_dataset
 from torch.utils.data import DataLoader
 
 from . import fhe as fhe_backend
-from . import search
-from .budget import (
-    accumulator_bounds,
-    check_positive_int,
-    default_input_bits,
-    enforce_accumulator_budget,
-    kept_weights_per_neuron,
-    largest_weights_that_fit,
-    omega,
-    signed_bit_width,
-)
+from . import finalize, search, validation
+from .budget import default_input_bits, omega
+from .callbacks import TrainingScore, fhe_callbacks  # noqa: F401  (TrainingScore: importable here as before)
 from .module import QuantMLP
-from .pruning import (
-    PRUNING_SCHEDULES,
-    PerNeuronPruning,
-    make_masks_permanent,
-    nonzero_per_neuron,
-    set_row_masks,
-    unmasked_weight,
-)
+from .validation import PRUNING_BUDGETS  # noqa: F401  (importable here as before)
 
 #: Rows of the training data kept to calibrate ``compile`` when no X is given.
 CALIBRATION_ROWS = 500
@@ -67,10 +54,6 @@ AUTO_WEIGHT_DECAYS = (1e-4, 1e-2, 1e-1, 3e-1)
 AUTO_VALIDATION_FRACTION = 0.2
 #: Below this many samples a hold-out says nothing; "auto" then means DEFAULT_WEIGHT_DECAY.
 AUTO_MIN_SAMPLES = 20
-
-#: How many weights a neuron keeps: "count" keeps multiplier × Ω; "exact" keeps its largest
-#: weights as long as their exact integer worst case fits n_accum_bits.
-PRUNING_BUDGETS = ("exact", "count")
 
 _USE_PARAM = object()  # "take the constructor's value" for compile() arguments
 
@@ -94,27 +77,6 @@ def _stored_privately(name: str) -> property:
         vars(self)[private] = value
 
     return property(get, set, doc=f"skorch's ``{name}``, stored as ``{private}``.")
-
-
-class TrainingScore(skorch.callbacks.Callback):
-    """Records the training accuracy (classifier) or R² (regressor) after each epoch.
-
-    Computed on the torch network in eval mode, next to the pruning callback's
-    ``sparsity``, so ``history`` shows what each pruning step cost.
-    """
-
-    def on_epoch_end(self, net, dataset_train=None, **kwargs):
-        if dataset_train is None:
-            return
-        X, y = (np.asarray(data) for data in data_from_dataset(dataset_train))  # also a Subset
-        net.module_.eval()
-        with torch.no_grad():
-            outputs = net.module_(torch.as_tensor(X, dtype=torch.float32, device=net.device)).cpu().numpy()
-        net.module_.train()
-        if net._estimator_type == "classifier":
-            net.history.record("train_acc", float(np.mean(outputs.argmax(axis=1) == y)))
-        else:
-            net.history.record("train_r2", float(r2_score(y, outputs)))
 
 
 class _FHEMixin:
@@ -164,83 +126,12 @@ class _FHEMixin:
 
     # ------------------------------------------------------------------ validation
     def _validate_hyperparameters(self) -> None:
-        for name in ("n_w_bits", "n_a_bits", "n_accum_bits"):
-            check_positive_int(getattr(self, name), name)
-        if self.n_input_bits is not None:
-            check_positive_int(self.n_input_bits, "n_input_bits")
-        for input_bits in {self.n_a_bits, self.n_input_bits or self.n_a_bits}:
-            omega(self.n_accum_bits, self.n_w_bits, input_bits)  # raises when Ω == 0
-        sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral):
-            sizes = (sizes,)
-        if not isinstance(sizes, (tuple, list)) or not all(
-            isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in sizes
-        ):
-            raise ValueError(
-                f"hidden_layer_sizes must be a tuple of positive integers, got {self.hidden_layer_sizes!r}."
-            )
-        multiplier = self.n_hidden_neurons_multiplier
-        if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Real) or not multiplier > 0:
-            raise ValueError(f"n_hidden_neurons_multiplier must be a number > 0, got {multiplier!r}.")
-        if self.pruning not in PRUNING_SCHEDULES:
-            raise ValueError(f"pruning must be one of {PRUNING_SCHEDULES}, got {self.pruning!r}.")
-        if self.pruning_budget not in PRUNING_BUDGETS:
-            raise ValueError(f"pruning_budget must be one of {PRUNING_BUDGETS}, got {self.pruning_budget!r}.")
-        removal = self.neuron_removal
-        if isinstance(removal, bool) or not isinstance(removal, numbers.Real) or not 0.0 <= removal < 1.0:
-            raise ValueError(f"neuron_removal must be a fraction in [0, 1), got {removal!r}.")
-        fractions = (self.pruning_start, self.pruning_end)
-        if not all(isinstance(f, numbers.Real) and not isinstance(f, bool) for f in fractions) or not (
-            0.0 <= self.pruning_start <= self.pruning_end <= 1.0
-        ):
-            raise ValueError(
-                "Need 0 <= pruning_start <= pruning_end <= 1 (fractions of max_epochs), got "
-                f"pruning_start={self.pruning_start}, pruning_end={self.pruning_end}."
-            )
-        check_positive_int(self.pruning_frequency, "pruning_frequency")
-        fhe_backend.check_rounding_threshold_bits(self.rounding_threshold_bits)
-        if not isinstance(self.tighten, (bool, np.bool_)):
-            raise ValueError(f"tighten must be True or False, got {self.tighten!r}.")
-        tolerance = self.tighten_tolerance
-        if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not 0.0 <= tolerance < 1.0:
-            raise ValueError(f"tighten_tolerance must be a score difference in [0, 1), got {tolerance!r}.")
-        if not callable(self.optimizer):
-            raise TypeError(
-                f"optimizer must be a torch optimizer class (e.g. torch.optim.AdamW), got {self.optimizer!r}."
-            )
-        fhe_backend.check_fhe_mode(self.fhe)
-        fhe_backend.check_n_jobs(self.n_jobs, 1)
-        if not (isinstance(self.predict_nonlinearity, str) and self.predict_nonlinearity == "auto"):
-            raise ValueError(
-                f"predict_nonlinearity must be 'auto', got {self.predict_nonlinearity!r}: predict_proba applies "
-                "softmax to the logits (a regressor applies nothing), in the clear and on the decrypting FHEClient "
-                "alike, where a custom function could not follow the model."
-            )
-        try:
-            check_random_state(self.random_state)
-        except ValueError:
-            raise ValueError(
-                f"random_state must be None, an int or a numpy.random.RandomState, got {self.random_state!r}."
-            ) from None
+        """Check the parameters at fit (see :func:`validation.validate_hyperparameters`)."""
+        validation.validate_hyperparameters(self)
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
-        X = self._validate_data(X, reset=reset, dtype=[np.float64, np.float32], force_all_finite=True)
-        X32 = X.astype(np.float32)
-        if not np.all(np.isfinite(X32)):
-            raise ValueError(
-                "X has values too large for float32 (the network's precision); rescale the features, "
-                "e.g. with sklearn.preprocessing.StandardScaler."
-            )
-        return X32
-
-    @staticmethod
-    def _check_y_given(y) -> np.ndarray:
-        if y is None:
-            raise ValueError("This estimator requires y to be passed, but the target y is None.")
-        try:
-            return np.asarray(y)
-        except ValueError as error:  # ragged nested sequences
-            raise ValueError(f"y could not be read as an array: {error}") from None
+        """``X`` checked and as float32 (see :func:`validation.validate_X`)."""
+        return validation.validate_X(self, X, reset=reset)
 
     # ------------------------------------------------------------------ fit entry points
     def fit(self, X, y, **fit_params):
@@ -266,7 +157,7 @@ class _FHEMixin:
     def _fit_from_scratch(self, X, y, classes=None, **fit_params):
         self._validate_hyperparameters()
         X = self._validate_X(X, reset=True)
-        y = self._fit_targets(self._check_y_given(y), len(X), classes)
+        y = self._fit_targets(validation.check_y_given(y), len(X), classes)
         self._forget_compilation()
         if self.tighten and len(X) >= search.MIN_SAMPLES:
             # The search fits a copy and derives cheaper ones; the winner's fitted state becomes ours.
@@ -279,7 +170,7 @@ class _FHEMixin:
 
     def _continue_training(self, X, y, **fit_params):
         X = self._validate_X(X, reset=False)
-        y = self._encode_targets(self._check_y_given(y), len(X))
+        y = self._encode_targets(validation.check_y_given(y), len(X))
         self._forget_compilation()
         self._training_loop(X, y, **fit_params)
         self._finalize_pruning()
@@ -330,50 +221,13 @@ class _FHEMixin:
         return max(1, round(STATS_FRACTION * self.max_epochs * batches_per_epoch))
 
     def get_default_callbacks(self):
-        return [
-            *super().get_default_callbacks(),
-            ("pruning", self._pruning_callback()),
-            ("train_score", TrainingScore()),
-        ]
-
-    def _pruning_callback(self) -> PerNeuronPruning:
-        return PerNeuronPruning(
-            schedule=self.pruning,
-            start=self.pruning_start,
-            end=self.pruning_end,
-            frequency=self.pruning_frequency,
-            budget=self._keep_counts,
-            neuron_fraction=self.neuron_removal,
-        )
+        return [*super().get_default_callbacks(), *fhe_callbacks(self)]
 
     def _keep_counts(self, module: QuantMLP) -> list[np.ndarray]:
-        """Per layer, the weights each neuron may keep under ``pruning_budget``.
-
-        ``floor(multiplier × Ω)`` (Ω from the layer's input bits) caps every
-        neuron in every mode, the rule of Concrete ML's pruning page; "exact"
-        keeps fewer where the exact worst case of that many would overflow.
-        """
-        caps = self._weight_caps(module)
-        if self.pruning_budget == "count":
-            return [np.full(linear.out_features, cap) for linear, cap in zip(module.linears, caps)]
-        return [np.minimum(counts, cap) for counts, cap in zip(self._exact_keep_counts(module), caps)]
-
-    def _weight_caps(self, module: QuantMLP) -> list[int]:
-        """``k = min(fan_in, floor(multiplier × Ω))`` per linear layer, at the layer's current fan-in."""
-        return [
-            kept_weights_per_neuron(linear.in_features, layer_omega, self.n_hidden_neurons_multiplier)
-            for linear, layer_omega in zip(module.linears, self.layer_omegas_)
-        ]
-
-    def _exact_keep_counts(self, module: QuantMLP) -> list[np.ndarray]:
-        """Exact-budget mode: per neuron, its largest weights whose exact worst case fits."""
-        counts = []
-        for index, (linear, (low, high)) in enumerate(zip(module.linears, module.input_ranges())):
-            weight = unmasked_weight(linear)
-            integers = module.quantize_weights(index, weight)
-            magnitudes = weight.detach().abs().cpu().numpy()
-            counts.append(largest_weights_that_fit(integers, magnitudes, low, high, self.accumulator_budget_))
-        return counts
+        """Per layer, the weights each neuron may keep now (the pruning callback's budget)."""
+        return finalize.keep_counts(
+            module, self.pruning_budget, self.layer_omegas_, self.n_hidden_neurons_multiplier, self.accumulator_budget_
+        )
 
     def _set_accumulator_budget(self, n_bits: int) -> None:
         """Make ``n_bits`` (≤ ``n_accum_bits``) the budget pruning and the exact check enforce.
@@ -482,83 +336,21 @@ class _FHEMixin:
     def _finalize_pruning(self) -> None:
         """Make masks permanent and enforce the exact accumulator bound on integer weights."""
         module = self.module_.eval()
-        layers = list(module.linears)
-        keep_counts = self._keep_counts(module)
-        for layer, k in zip(layers, keep_counts):
-            # Top-k of the weights as trained (masked ones are 0 and stay out).
-            set_row_masks(layer, k, source=layer.weight.detach().clone())
-        make_masks_permanent(module)
-
-        dropped, removed = [0] * len(layers), [0] * len(layers)
-        # Dropping weights or neurons can shrink a per-tensor scale; repeat until stable.
-        for _ in range(10):
-            changed = self._drop_overflowing_weights(dropped)
-            changed = self._remove_dead_neurons(removed) or changed
-            if not changed:
-                break
+        dropped, removed = finalize.finalize_pruning(module, self._keep_counts(module), self.accumulator_budget_)
         if any(removed):
             self.initialize_optimizer()  # parameter shapes changed
-        self._build_reports(dropped, removed)
-
-    def _drop_overflowing_weights(self, dropped: list[int]) -> bool:
-        """The exact check: drop each neuron's smallest weights until its worst case fits."""
-        changed = False
-        for index, (layer, integer) in enumerate(zip(self.module_.linears, self.module_.integer_layers())):
-            keep = enforce_accumulator_budget(
-                integer.weights, None, integer.input_min, integer.input_max, self.accumulator_budget_
-            )
-            drop = (integer.weights != 0) & ~keep
-            if drop.any():
-                with torch.no_grad():
-                    layer.weight[torch.from_numpy(drop)] = 0.0
-                dropped[index] += int(drop.sum())
-                changed = True
-        return changed
-
-    def _remove_dead_neurons(self, removed: list[int]) -> bool:
-        """Take hidden neurons with no incoming weight out of the network (fewer PBS)."""
-        changed = False
-        for index, layer in enumerate(self.module_.linears[:-1]):
-            dead = np.flatnonzero(nonzero_per_neuron(layer.weight) == 0)
-            dead = dead[: layer.out_features - 1]  # a layer keeps at least one neuron
-            if len(dead):
-                self.module_.remove_hidden_neurons(index, dead)
-                removed[index] += len(dead)
-                changed = True
-        return changed
-
-    def _build_reports(self, dropped: list[int], removed: list[int]) -> None:
-        report, bits, ranges = [], [], []
-        caps = self._weight_caps(self.module_)
-        for index, (layer, integer) in enumerate(zip(self.module_.linears, self.module_.integer_layers())):
-            low, high = accumulator_bounds(integer.weights, None, integer.input_min, integer.input_max)
-            neuron_bits = signed_bit_width(low, high)
-            nonzero = nonzero_per_neuron(integer.weights)
-            float_nonzero = nonzero_per_neuron(layer.weight)
-            bits.append(int(neuron_bits.max()))
-            ranges.append((int(low.min()), int(high.max())))
-            report.append(
-                {
-                    "layer": index,
-                    "fan_in": int(integer.weights.shape[1]),
-                    "neurons": int(integer.weights.shape[0]),
-                    "neurons_removed": removed[index],
-                    "omega": self.layer_omegas_[index],
-                    "budget": self.pruning_budget,
-                    "k": caps[index],
-                    "max_nonzero": int(nonzero.max()),
-                    "mean_nonzero": float(nonzero.mean()),
-                    "max_nonzero_float": int(float_nonzero.max()),
-                    "sparsity": float(1.0 - nonzero.sum() / integer.weights.size),
-                    "dropped_by_check": dropped[index],
-                    "accumulator_bits": int(neuron_bits.max()),
-                    "neuron_accumulator_bits": neuron_bits.tolist(),
-                }
-            )
-        self.pruning_report_ = report
-        self.max_nonzero_per_neuron_ = caps
-        self.accumulator_bits_ = bits
-        self.accumulator_ranges_ = ranges
+        reports = finalize.build_reports(
+            module,
+            dropped,
+            removed,
+            layer_omegas=self.layer_omegas_,
+            multiplier=self.n_hidden_neurons_multiplier,
+            pruning_budget=self.pruning_budget,
+        )
+        self.pruning_report_ = reports.pruning_report
+        self.max_nonzero_per_neuron_ = reports.max_nonzero_per_neuron
+        self.accumulator_bits_ = reports.accumulator_bits
+        self.accumulator_ranges_ = reports.accumulator_ranges
 
     # ------------------------------------------------------------------ persistence
     def __getstate__(self):
@@ -637,11 +429,8 @@ class _FHEMixin:
         return save(self, path)
 
     def _check_fitted(self) -> None:
-        if not self.__sklearn_is_fitted__():
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
-                "arguments before using this estimator."
-            )
+        """``NotFittedError`` before ``fit`` (see :func:`validation.check_fitted`)."""
+        validation.check_fitted(self)
 
     def _network_outputs(self, X, fhe: str | None) -> np.ndarray:
         """Raw network outputs (logits or scaled values) in the requested FHE mode.
@@ -727,30 +516,13 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         super().__init__(QuantMLP, **_skorch_kwargs(dict(arguments)))
         self._store_fhe_params(arguments)
 
-    def _check_labels(self, y: np.ndarray, n_samples: int) -> np.ndarray:
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)  # DataConversionWarning, as scikit-learn's classifiers
-        if y.ndim != 1:
-            raise ValueError(f"y must be 1-D (one label per sample), got shape {y.shape}.")
-        if len(y) != n_samples:
-            raise ValueError(f"X has {n_samples} samples but y has {len(y)}; they must match.")
-        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or infinity.")
-        target_type = type_of_target(y)
-        if target_type not in ("binary", "multiclass"):
-            raise ValueError(
-                f"Unknown label type: {target_type!r}. NeuralNetClassifier needs discrete class labels "
-                "(use NeuralNetRegressor for continuous targets)."
-            )
-        return y
-
     def _fit_targets(self, y: np.ndarray, n_samples: int, classes=None) -> np.ndarray:
         """Check the labels and learn their encoding.
 
         ``classes`` (``partial_fit``'s argument, else the constructor's) may list
         more labels than ``y`` has; every label of ``y`` must be among them.
         """
-        y = self._check_labels(y, n_samples)
+        y = validation.check_class_labels(y, n_samples)
         classes = self.classes if classes is None else classes
         encoder = LabelEncoder().fit(y if classes is None else np.asarray(classes))
         if classes is not None and len(encoder.classes_) < 2:
@@ -764,7 +536,7 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         return self._encode_targets(y, n_samples)
 
     def _encode_targets(self, y: np.ndarray, n_samples: int) -> np.ndarray:
-        y = self._check_labels(y, n_samples)
+        y = validation.check_class_labels(y, n_samples)
         unknown = np.setdiff1d(y, self.classes_)
         if unknown.size:
             raise ValueError(
@@ -853,22 +625,9 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         # skorch's regressor has one (raw outputs, no FHE); a regressor has no probabilities.
         raise AttributeError(f"{type(self).__name__} has no predict_proba; use predict.")
 
-    def _check_targets(self, y: np.ndarray, n_samples: int) -> np.ndarray:
-        if y.ndim not in (1, 2):
-            raise ValueError(f"y must be 1-D or 2-D, got shape {y.shape}.")
-        if len(y) != n_samples:
-            raise ValueError(f"X has {n_samples} samples but y has {len(y)}; they must match.")
-        try:
-            y = y.astype(np.float64)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"y must be numeric for a regressor: {error}") from None
-        if not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or infinity.")
-        return y
-
     def _fit_targets(self, y: np.ndarray, n_samples: int, classes=None) -> np.ndarray:
         """Check the targets and learn their standardization."""
-        y = self._check_targets(y, n_samples)
+        y = validation.check_regression_targets(y, n_samples)
         self.target_ndim_ = y.ndim
         y2 = y.reshape(len(y), -1)
         self.n_outputs_ = y2.shape[1]
@@ -878,7 +637,7 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         return self._encode_targets(y, n_samples)
 
     def _encode_targets(self, y: np.ndarray, n_samples: int) -> np.ndarray:
-        y2 = self._check_targets(y, n_samples).reshape(len(y), -1)
+        y2 = validation.check_regression_targets(y, n_samples).reshape(len(y), -1)
         if y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y2.shape[1]} target columns but the model was fitted with {self.n_outputs_}.")
         return ((y2 - self.target_mean_) / self.target_scale_).astype(np.float32)

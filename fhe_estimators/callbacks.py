@@ -1,0 +1,58 @@
+"""The skorch callbacks every estimator trains with: per-neuron pruning and training scores.
+
+:class:`~fhe_estimators.pruning.PerNeuronPruning` (in ``pruning.py``, usable by any skorch
+net) is configured here from the estimator's parameters; :class:`TrainingScore` records
+what each pruning step cost in ``history``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import skorch
+import torch
+from sklearn.metrics import r2_score
+from skorch.utils import data_from_dataset
+
+from .pruning import PerNeuronPruning
+
+
+class TrainingScore(skorch.callbacks.Callback):
+    """Records the training accuracy (classifier) or R² (regressor) after each epoch.
+
+    Computed on the torch network in eval mode, next to the pruning callback's
+    ``sparsity``, so ``history`` shows what each pruning step cost.
+    """
+
+    def on_epoch_end(self, net, dataset_train=None, **kwargs):
+        if dataset_train is None:
+            return
+        X, y = (np.asarray(data) for data in data_from_dataset(dataset_train))  # also a Subset
+        net.module_.eval()
+        with torch.no_grad():
+            outputs = net.module_(torch.as_tensor(X, dtype=torch.float32, device=net.device)).cpu().numpy()
+        net.module_.train()
+        if net._estimator_type == "classifier":
+            net.history.record("train_acc", float(np.mean(outputs.argmax(axis=1) == y)))
+        else:
+            net.history.record("train_r2", float(r2_score(y, outputs)))
+
+
+def pruning_callback(estimator) -> PerNeuronPruning:
+    """The pruning schedule of ``estimator``'s parameters, towards its ``_keep_counts`` budget.
+
+    The budget is read at each pruning step, so it follows the accumulator budget
+    in force (``_set_accumulator_budget``) when the step runs.
+    """
+    return PerNeuronPruning(
+        schedule=estimator.pruning,
+        start=estimator.pruning_start,
+        end=estimator.pruning_end,
+        frequency=estimator.pruning_frequency,
+        budget=estimator._keep_counts,
+        neuron_fraction=estimator.neuron_removal,
+    )
+
+
+def fhe_callbacks(estimator) -> list[tuple[str, skorch.callbacks.Callback]]:
+    """The callbacks added to skorch's defaults, by name: ``pruning`` and ``train_score``."""
+    return [("pruning", pruning_callback(estimator)), ("train_score", TrainingScore())]
