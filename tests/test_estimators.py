@@ -27,7 +27,7 @@ def assert_budget_holds(model):
 @pytest.fixture(scope="module")
 def cancer_model(breast_cancer):
     X_train, _, y_train, _ = breast_cancer
-    return NeuralNetClassifier(hidden_layer_sizes=(24,), **COUNT).fit(X_train, y_train)
+    return NeuralNetClassifier(hidden_layer_sizes=(24,), n_hidden_neurons_multiplier=1, **COUNT).fit(X_train, y_train)
 
 
 def test_per_neuron_nonzero_counts_and_accumulator_fit_the_budget(cancer_model):
