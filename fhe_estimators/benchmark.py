@@ -54,6 +54,8 @@ class Measurement:
     pbs_count: int | None = None
     pbs_per_bit_width: dict = field(default_factory=dict)
     keygen_s: float | None = None
+    evaluation_key_mb: float | None = None  # bootstrap + keyswitch keys, as Concrete sizes them
+    predicted_latency_s: float | None = None  # the cost model's prediction, before compiling (ours only)
     latency_s: float | None = None  # median encrypt + run + decrypt, per sample
     floor_s: float | None = None  # Σ PBS count × measured cost of one PBS at its equivalent width
     execute_matches_simulate: bool | None = None
@@ -180,10 +182,12 @@ def _encrypted_latency(quantized_module, X: np.ndarray, n_samples: int):
 def _fhe_measurement(base: dict, quantized_module, X_test, n_samples: int, probe: PBSCostProbe) -> Measurement:
     circuit = quantized_module.fhe_circuit
     per_width = probe.pbs_per_bit_width(circuit)
+    statistics = circuit.statistics
     size = dict(
         max_bit_width=int(circuit.graph.maximum_integer_bit_width()),
-        pbs_count=int(circuit.statistics.get("programmable_bootstrap_count", 0)),
+        pbs_count=int(statistics.get("programmable_bootstrap_count", 0)),
         pbs_per_bit_width=dict(sorted(per_width.items())),
+        evaluation_key_mb=(statistics.get("size_of_bootstrap_keys", 0) + statistics.get("size_of_keyswitch_keys", 0)) / 1e6,
     )
     if size["max_bit_width"] > MAX_EXECUTED_BIT_WIDTH:
         note = f"not executed: {size['max_bit_width']}-bit circuit (> {MAX_EXECUTED_BIT_WIDTH}, keys too slow to make here)"
@@ -241,7 +245,9 @@ def measure_ours(dataset, task, budget, split, n_samples, probe) -> Measurement:
     bits = parse_budget(budget)
     bits = {} if bits is None else dict(zip(("n_w_bits", "n_a_bits", "n_accum_bits"), bits))
     model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(random_state=0, **bits)
-    return _measure_compiled(model, MODELS[0], dataset, task, budget, split, split[2], None, n_samples, probe)
+    row = _measure_compiled(model, MODELS[0], dataset, task, budget, split, split[2], None, n_samples, probe)
+    row.predicted_latency_s = float(model.fhe_cost_.latency_s)
+    return row
 
 
 def measure_builtin(dataset, task, budget, split, n_samples, probe, epochs: int) -> Measurement:
@@ -295,7 +301,8 @@ def _one_line(row: Measurement) -> str:
     elif row.latency_s is not None:
         text += (
             f"  simulated {row.simulated_score:.3f}  max bits {row.max_bit_width}  PBS {row.pbs_count}"
-            f"  keygen {row.keygen_s:.1f} s  latency {row.latency_s:.2f} s (floor {row.floor_s:.2f} s)"
+            f"  keys {row.evaluation_key_mb:.0f} MB  keygen {row.keygen_s:.1f} s  latency {row.latency_s:.2f} s"
+            f" (predicted {_fmt(row.predicted_latency_s, '.2f')} s, floor {row.floor_s:.2f} s)"
         )
     return text
 
@@ -327,15 +334,16 @@ def results_markdown(rows: list[Measurement], pbs_costs: dict[int, float], n_sam
         "floor = Σ PBS × the measured cost of one PBS at that width.",
         "",
         "| data set | budget (w,a,acc) | model | clear | FHE-simulated | fit s | compile s | max bits | PBS "
-        "| keygen s | latency s | floor s | latency / floor | execute = simulate |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| eval keys MB | keygen s | predicted latency s | latency s | floor s | latency / floor | execute = simulate |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         ratio = None if row.latency_s is None or not row.floor_s else row.latency_s / row.floor_s
         lines.append(
             f"| {row.dataset} | {row.budget} | {row.model} | {row.clear_score:.3f} | {_fmt(row.simulated_score)} "
             f"| {row.fit_s:.1f} | {_fmt(row.compile_s, '.1f')} | {_fmt(row.max_bit_width, 'd')} | {_fmt(row.pbs_count, 'd')} "
-            f"| {_fmt(row.keygen_s, '.1f')} | {_fmt(row.latency_s, '.3f')} | {_fmt(row.floor_s, '.3f')} "
+            f"| {_fmt(row.evaluation_key_mb, '.0f')} | {_fmt(row.keygen_s, '.1f')} | {_fmt(row.predicted_latency_s, '.3f')} "
+            f"| {_fmt(row.latency_s, '.3f')} | {_fmt(row.floor_s, '.3f')} "
             f"| {_fmt(ratio, '.2f')} | {_fmt(row.execute_matches_simulate, '')} |"
         )
     notes = [f"- {row.dataset} {row.budget} {row.model}: {row.note}" for row in rows if row.note]

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from . import fhe as fhe_backend
 from . import finalize, search, validation
 from .budget import default_input_bits, omega
+from .cost import estimate_cost
 from .callbacks import TrainingScore, fhe_callbacks  # noqa: F401  (TrainingScore: importable here as before)
 from .module import QuantMLP
 from .validation import PRUNING_BUDGETS  # noqa: F401  (importable here as before)
@@ -162,10 +163,11 @@ class _FHEMixin:
         if self.tighten and len(X) >= search.MIN_SAMPLES:
             # The search fits a copy and derives cheaper ones; the winner's fitted state becomes ours.
             vars(self).update(vars(search.tighten(self, X, y, **fit_params)))
-            return self
-        self._fit_prepared(X, y, **fit_params)
-        self.rounding_threshold_bits_ = self.rounding_threshold_bits
-        self.tightening_candidates_ = []
+        else:
+            self._fit_prepared(X, y, **fit_params)
+            self.rounding_threshold_bits_ = self.rounding_threshold_bits
+            self.tightening_candidates_ = []
+        self.fhe_cost_ = estimate_cost(self)
         return self
 
     def _continue_training(self, X, y, **fit_params):
@@ -174,6 +176,7 @@ class _FHEMixin:
         self._forget_compilation()
         self._training_loop(X, y, **fit_params)
         self._finalize_pruning()
+        self.fhe_cost_ = estimate_cost(self)
         return self
 
     #: True while skorch's loop runs: its callbacks see encoded labels and scaled targets.

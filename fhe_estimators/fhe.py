@@ -99,6 +99,11 @@ class CircuitReport:
     max_bit_width: int
     pbs_count: int
     accumulator_bits: list[int] = field(default_factory=list)  # per linear layer, as compiled
+    #: PBS per crypto parameter set: {"parameters": (polynomial size, GLWE dim, level, base log,
+    #: LWE dim), "count", "width": the lone-lookup bit-width with the same parameters}.
+    pbs_by_parameters: list[dict] = field(default_factory=list)
+    #: Bootstrap + keyswitch keys as Concrete sizes them (uncompressed), MB.
+    evaluation_key_mb: float = 0.0
 
 
 def gemm_ops(quantized_module) -> list[QuantizedGemm]:
@@ -161,11 +166,16 @@ def compiled_accumulator_bits(quantized_module) -> list[int]:
 
 
 def circuit_report(quantized_module) -> CircuitReport:
-    circuit = quantized_module.fhe_circuit
+    """The compiled circuit's measured figures (the cost model's predictions are in ``fhe_cost_``)."""
+    from .cost import measured_cost
+
+    measured = measured_cost(quantized_module)
     return CircuitReport(
-        max_bit_width=int(circuit.graph.maximum_integer_bit_width()),
-        pbs_count=int(circuit.statistics.get("programmable_bootstrap_count", 0)),
-        accumulator_bits=compiled_accumulator_bits(quantized_module),
+        max_bit_width=measured["max_bit_width"],
+        pbs_count=measured["pbs_count"],
+        accumulator_bits=measured["accumulator_bits"],
+        pbs_by_parameters=measured["pbs_by_parameters"],
+        evaluation_key_mb=measured["bootstrap_key_mb"] + measured["keyswitch_key_mb"],
     )
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from .budget import omega
+from .cost import estimate_cost
 from .pruning import lowest_norm_rows
 
 #: Fraction of the training data held out to score candidates.
@@ -108,19 +108,16 @@ def _score(model, X, y, rounding) -> float:
 
 
 def _price(model, rounding, holdout_score: float, bits: int, fraction: float) -> Candidate:
-    from .cost import estimate_cost  # noqa: PLC0415  (TEMPORARY until cost.py lands)
-
     cost = estimate_cost(model, rounding_threshold_bits=rounding)
     return Candidate(bits, fraction, rounding, holdout_score, float(cost.latency_s), int(cost.pbs_count))
 
 
 def _lowest_bits(estimator) -> int:
-    """Narrowest budget that still keeps one weight per neuron (Ω ≥ 1) in every layer."""
+    """Narrowest budget to try: Ω ≥ 1 in every layer, and at most ``MAX_BITS_BELOW`` under the user's."""
     input_bits = max(estimator.n_a_bits, estimator.n_input_bits_)
-    lowest = estimator.n_w_bits + input_bits  # Ω ≥ 1 needs 2^b - 1 ≥ (2^w - 1)(2^a - 1)
-    while lowest > 1 and omega(lowest - 1, estimator.n_w_bits, input_bits) >= 1:
-        lowest -= 1
-    return max(lowest, estimator.n_accum_bits - MAX_BITS_BELOW)
+    largest_term = (2**estimator.n_w_bits - 1) * (2**input_bits - 1)
+    omega_at_least_one = int(np.ceil(np.log2(largest_term + 1)))  # 2^b - 1 >= largest term
+    return max(omega_at_least_one, estimator.n_accum_bits - MAX_BITS_BELOW)
 
 
 def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):

@@ -19,7 +19,8 @@ def test_quick_bench_writes_results_and_pareto(tmp_path, capsys):
         row = rows[model]
         assert row["budget"] == "2,2,7" and 0 < row["max_bit_width"] <= 7
         assert row["pbs_count"] == sum(row["pbs_per_bit_width"].values()) > 0
-        assert row["latency_s"] > 0 and row["keygen_s"] > 0 and row["floor_s"] > 0
+        assert row["latency_s"] > 0 and row["keygen_s"] > 0 and row["floor_s"] > 0 and row["evaluation_key_mb"] > 0
+    assert rows[MODELS[0]]["predicted_latency_s"] > 0  # the cost model's, printed beside the measured one
     assert rows[MODELS[0]]["execute_matches_simulate"] is True
     assert rows[MODELS[0]]["simulated_score"] > 0.8
     widths = {int(w) for row in results["rows"] for w in row["pbs_per_bit_width"]}

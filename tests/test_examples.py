@@ -64,3 +64,18 @@ def test_client_server_example_runs(tmp_path):
     assert "decrypted equals simulation: True" in result.stdout
     assert sorted(path.name for path in (tmp_path / "model" / "server").iterdir()) == ["estimator.json", "server.zip"]
     assert (tmp_path / "evaluation_keys.bin").stat().st_size > 1e6 and (tmp_path / "output_0.bin").exists()
+
+
+def run_example(name: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run ``examples/<name>`` with this interpreter; fails the test on a non-zero exit."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def test_fastest_within_tolerance_example_runs():
+    out = run_example("fastest_within_tolerance.py", "--quick").stdout
+    assert "chosen: {" in out
+    assert float(out.rsplit("test accuracy in FHE simulation: ", 1)[1]) > 0.9

@@ -1,0 +1,950 @@
+"""FHE cost model: what a fitted network's Concrete circuit will cost, before compiling it.
+
+:func:`estimate_cost` reads a fitted estimator (or a bare :class:`~fhe_estimators.module.QuantMLP`)
+and predicts, in milliseconds and without compiling:
+
+* the number of programmable bootstrappings (PBS) per table-lookup bit-width, exactly
+  (the law below is read off Concrete ML's and Concrete's sources and checked against
+  compiled circuits in ``tests/test_cost.py``);
+* the crypto parameter set of each PBS, by mimicking how Concrete's optimizer partitions
+  a circuit (see "Which parameters" below; an approximation);
+* from those, the encrypted latency per sample, the key generation time and the size of
+  the evaluation keys, using a per-machine table of measured PBS costs
+  (:func:`measure_pbs_costs`, cached; :data:`FALLBACK_COSTS` until then).
+
+PBS count law (Concrete ML 1.9.0, concrete-python 2.10.0). Only hidden layers cost PBS:
+the model input is quantized in the clear and the output Gemm returns its integer
+accumulator (``QuantizedGemm.q_impl`` returns before rounding when
+``produces_graph_output``). A hidden neuron's accumulator goes through
+``cnp_round`` (``fhe.round_bit_pattern(lsbs_to_remove=r, overflow_protection=False)``)
+and then one table lookup (bias, ReLU and the next quantizer fused into one TLU)::
+
+    PBS = Σ_hidden layers  n_neurons × (1 + r)     exact rounding (the default)
+    PBS = Σ_hidden layers  n_neurons               approximate rounding
+
+because exact rounding is lowered by ``RoundEintOpPattern`` (FHEToTFHEScalar.cpp) into one
+bit-isolating PBS per removed bit, while approximate rounding without overflow protection is
+a mere reinterpretation (``Context.round_bit_pattern``). ``r`` is, per hidden layer:
+
+* ``rounding_threshold_bits=None``: Concrete ML's power-of-two pass
+  (``PowerOfTwoScalingRoundPBSAdapter``): ``r = log2(s_out / (s_in · s_w))`` when > 0;
+* ``rounding_threshold_bits=n`` (or ``{"n_bits": n, ...}``): ``r = max(0, b - n)`` where ``b``
+  is the width of that layer's accumulator over the calibration set
+  (``BaseQuantizedOp.cnp_round``), which this module reproduces in numpy.
+
+The TLU then reads ``a - r`` bits, where ``a`` is the accumulator width in the circuit:
+:func:`fhe_estimators.fhe.compile_module` hints every accumulator to its exact worst case
+(plus the rounding's headroom), which is always at least the calibrated width, so
+``a = signed_bit_width(low, high + 2^(r-1))`` of the estimator's ``accumulator_ranges_``.
+
+Which parameters. Concrete's optimizer puts all PBS whose input has the same precision in
+one partition with one parameter set (the bit-isolating PBS of exact rounding are 1-bit
+lookups: one more partition). A partition's polynomial size follows the precision it reads;
+its decomposition level grows with how much noise its *outputs* may carry: a TLU output
+is summed by the next layer's weights (noise × ``M = max_row ‖w‖₂``) and must then be
+read at that layer's precision. This module gives each partition a *demand*
+``D ≈ precision read downstream + log2 M`` and looks up, for the partition's width, the
+parameter set that Concrete chooses for a proxy circuit "w-bit lookup, output × c" whose
+demand is the smallest at least ``D`` (its output has ``p`` bits and noise × ``c``:
+``D = p + log2 c``). The table of those proxies (a "staircase" per width) is built once
+per machine with the PBS timings. On 160 compiled circuits (1-2 hidden layers, 2-4 bit
+weights, 7-12 bit budgets, rounding None / 4 / 6 / 6-approximate) the rule picked the
+TLU parameter sets of 159; see ``docs/cost_model.md`` for the measured accuracy.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import platform
+import statistics
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .budget import accumulator_bounds, signed_bit_width
+
+#: Concrete ML's error probability per PBS when ``p_error`` is None.
+DEFAULT_P_ERROR = 2.0**-40
+
+#: Proxy multipliers ``c``: each gives one demand point of a width's staircase.
+PROXY_MULTIPLIERS = (1, 2, 3, 4, 5, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256, 362, 512)
+#: Staircases stop at this demand (bits); beyond it the last step is used (and noted).
+MAX_DEMAND = 20.0
+#: Widths whose staircase is compiled by default (compiling is cheap; measuring is not).
+DEFAULT_WIDTHS = tuple(range(1, 10))
+#: Parameter sets whose optimizer complexity per PBS exceeds this are not keyed and timed
+#: by default (a 16384-polynomial level-3 key takes minutes and GBs to make on 2 cores);
+#: their costs are scaled from the closest measured set by complexity and key size.
+DEFAULT_MAX_MEASURED_COMPLEXITY = 1.8e9
+#: PBS per timed run of a proxy, and timed runs (median).
+PROBE_SIZE, PROBE_RUNS = 16, 3
+
+# Demand rule, calibrated on 160 compiled circuits (see the module docstring).
+#: Downstream is the next layer's exact rounding (bit isolation at the accumulator's width).
+ROUNDING_CONSUMER_MARGIN = -0.5
+#: Downstream is the next layer's TLU directly (no rounding PBS in between): it also
+#: absorbs the keyswitch and modulus-switch noise of the reading PBS.
+TLU_CONSUMER_MARGIN = 0.5
+#: Downstream is the circuit output (the output layer's accumulator, decrypted).
+OUTPUT_MARGIN = -0.5
+#: Above this demand the proxy is stricter than real circuits; the excess counts this much less.
+DEMAND_KNEE, DEMAND_SLOPE = 11.0, 0.2
+#: The bit-isolating PBS of exact rounding: demand = accumulator width + this.
+ROUNDING_PARTITION_MARGIN = -1.5
+
+CACHE_FORMAT = 1
+MB = 1e6  # sizes are in decimal megabytes
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-machine table of PBS costs
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ParameterCost:
+    """One crypto parameter set (as Concrete's optimizer picks them) and what it costs here."""
+
+    polynomial_size: int
+    glwe_dimension: int
+    level: int
+    base_log: int
+    lwe_dimension: int
+    #: Concrete's optimizer complexity of one keyswitch + PBS (machine independent).
+    complexity: float
+    #: Uncompressed key sizes of the lone proxy circuit (``circuit.statistics``), MB.
+    bootstrap_key_mb: float
+    keyswitch_key_mb: float
+    #: Seconds per PBS, key generation seconds, and serialized (compressed, as Concrete ML
+    #: makes them) evaluation keys in MB, of a lone proxy circuit using this set.
+    seconds: float | None = None
+    keygen_s: float | None = None
+    evaluation_key_mb: float | None = None
+    #: True when timed on this machine; False when scaled from a measured set (one of the
+    #: same family differing only in n, else the closest in complexity).
+    measured: bool = False
+
+    @property
+    def key(self) -> tuple[int, int, int, int, int]:
+        return (self.polynomial_size, self.glwe_dimension, self.level, self.base_log, self.lwe_dimension)
+
+
+@dataclass
+class PBSCosts:
+    """Staircases (per p_error and width) pointing into a list of measured parameter sets."""
+
+    #: ``{p_error: {width: [(demand, parameter index), ...]}}``, demands ascending.
+    staircases: dict[float, dict[int, list[tuple[float, int]]]]
+    parameters: list[ParameterCost]
+    #: Per-sample seconds outside the PBS (encrypt, decrypt, levelled ops, runtime).
+    overhead_s: float
+    #: Key generation seconds of a circuit without PBS (secret keys and runtime setup): every
+    #: lone proxy's key generation includes it once, a circuit's too.
+    keygen_base_s: float
+    #: Where the table comes from: a cache file path or "fallback".
+    source: str
+    info: dict = field(default_factory=dict)
+
+    def p_errors(self) -> list[float]:
+        return sorted(self.staircases)
+
+    def to_json(self) -> dict:
+        return {
+            "format": CACHE_FORMAT,
+            "info": self.info,
+            "overhead_s": self.overhead_s,
+            "keygen_base_s": self.keygen_base_s,
+            "parameters": [asdict(p) for p in self.parameters],
+            "staircases": {
+                repr(float(p)): {str(w): [list(step) for step in steps] for w, steps in widths.items()}
+                for p, widths in self.staircases.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict, source: str) -> "PBSCosts":
+        if data.get("format") != CACHE_FORMAT:
+            raise ValueError(f"Unsupported PBS cost table format {data.get('format')!r}.")
+        staircases = {
+            float(p): {int(w): [(float(d), int(i)) for d, i in steps] for w, steps in widths.items()}
+            for p, widths in data["staircases"].items()
+        }
+        parameters = [ParameterCost(**p) for p in data["parameters"]]
+        return cls(
+            staircases, parameters, float(data["overhead_s"]), float(data["keygen_base_s"]), source, dict(data.get("info", {}))
+        )
+
+
+def _environment() -> dict:
+    return {
+        "concrete_python": metadata.version("concrete-python"),
+        "concrete_ml": metadata.version("concrete-ml"),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def cache_path() -> Path:
+    """Where :func:`measure_pbs_costs` saves this machine's table.
+
+    ``$XDG_CACHE_HOME/fhe_estimators/`` (else ``~/.cache/fhe_estimators/``), one file per
+    concrete-python version and CPU count: a new Concrete or another machine size measures anew.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    env = _environment()
+    return Path(base) / "fhe_estimators" / f"pbs_costs-concrete-python-{env['concrete_python']}-cpus{env['cpus']}.json"
+
+
+_loaded: dict[str, tuple[float, PBSCosts]] = {}  # path -> (modification time, table)
+
+
+def load_pbs_costs(path: str | Path | None = None) -> PBSCosts:
+    """This machine's measured table (from :func:`cache_path`), else :data:`FALLBACK_COSTS`.
+
+    Read once per process (again when the file changes); treat the result as read-only.
+    """
+    path = Path(path) if path is not None else cache_path()
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return fallback_costs()
+    cached = _loaded.get(str(path))
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    try:
+        costs = PBSCosts.from_json(json.loads(path.read_text()), str(path))
+    except (ValueError, KeyError, TypeError) as error:
+        warnings.warn(f"Ignoring the unreadable PBS cost table {path}: {error}", stacklevel=2)
+        return fallback_costs()
+    _loaded[str(path)] = (mtime, costs)
+    return costs
+
+
+def _proxy_circuit(width: int, multiplier: int, p_error: float, size: int):
+    """A ``width``-bit table lookup whose output is multiplied by ``multiplier``, compiled
+    with the options Concrete ML uses (multi-precision, compressed keys and inputs)."""
+    from concrete import fhe
+
+    modulus = 2**width
+
+    @fhe.compiler({"x": "encrypted"})
+    def proxy(x):
+        return fhe.univariate(lambda v: (v * 5 + 3) % modulus)(x) * multiplier
+
+    inputset = [np.zeros(size, dtype=np.int64), np.full(size, modulus - 1), np.arange(size) % modulus]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return proxy.compile(
+            inputset,
+            p_error=p_error,
+            global_p_error=None,
+            single_precision=False,
+            compress_evaluation_keys=True,
+            compress_input_ciphertexts=True,
+        )
+
+
+def proxy_demand(width: int, multiplier: int) -> float:
+    """Demand of the proxy: its output's bits plus log2 of the noise amplification."""
+    return int((2**width - 1) * multiplier).bit_length() + math.log2(multiplier)
+
+
+def _parameter_of(circuit) -> tuple[tuple[int, ...], int]:
+    """(N, k, level, base_log, n) of a one-partition circuit's PBS, and their count."""
+    (param, count), *rest = circuit.statistics["programmable_bootstrap_count_per_parameter"].items()
+    if rest:
+        raise RuntimeError("A proxy circuit should have a single PBS parameter set.")
+    key = (param.polynomial_size, param.glwe_dimension, param.level, param.base_log, param.input_lwe_dimension)
+    return tuple(int(v() if callable(v) else v) for v in key), int(count)
+
+
+def _time_parameter(circuit, width: int, size: int, runs: int) -> tuple[float, float, float]:
+    """Key generation seconds, seconds per PBS and serialized evaluation key MB of a proxy."""
+    start = time.perf_counter()
+    circuit.keygen(force=True)
+    keygen_s = time.perf_counter() - start
+    evaluation_mb = len(circuit.keys.evaluation.serialize()) / MB
+    encrypted = circuit.encrypt(np.random.default_rng(1).integers(0, 2**width, size))
+    circuit.run(encrypted)  # warm-up: the first run decompresses the evaluation keys
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        circuit.run(encrypted)
+        times.append(time.perf_counter() - start)
+    return keygen_s, statistics.median(times) / size, evaluation_mb
+
+
+def _overhead_seconds(runs: int = 5) -> tuple[float, float]:
+    """A circuit with no PBS at all: its key generation, and encrypt + run + decrypt seconds."""
+    from concrete import fhe
+
+    @fhe.compiler({"x": "encrypted"})
+    def levelled(x):
+        return x * 3 + 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        circuit = levelled.compile([np.zeros(32, dtype=np.int64), np.full(32, 15)], compress_input_ciphertexts=True)
+    start = time.perf_counter()
+    circuit.keygen()
+    keygen_s = time.perf_counter() - start
+    sample = np.arange(32) % 16
+    circuit.run(circuit.encrypt(sample))  # warm-up
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        circuit.decrypt(circuit.run(circuit.encrypt(sample)))
+        times.append(time.perf_counter() - start)
+    return keygen_s, statistics.median(times)
+
+
+def measure_pbs_costs(
+    widths: Iterable[int] = DEFAULT_WIDTHS,
+    p_errors: Iterable[float | None] = (None,),
+    *,
+    max_measured_complexity: float = DEFAULT_MAX_MEASURED_COMPLEXITY,
+    save: bool = True,
+    path: str | Path | None = None,
+    verbose: bool = False,
+) -> PBSCosts:
+    """Measure this machine's PBS costs and (with ``save``) cache them for :func:`load_pbs_costs`.
+
+    For each ``p_error`` (None: Concrete ML's default 2^-40) and width, proxy circuits
+    (a ``width``-bit lookup whose output is multiplied by each of :data:`PROXY_MULTIPLIERS`)
+    are compiled to learn which parameter set Concrete picks at each demand: the width's
+    staircase. Every distinct parameter set whose optimizer complexity is at most
+    ``max_measured_complexity`` is then keyed and timed (seconds per PBS of a lone lookup,
+    key generation seconds, serialized evaluation key size); larger ones are scaled from the
+    closest measured set (by complexity for time, by key size for keys) and marked
+    ``measured=False``. Takes minutes (the default, on 2 busy cores: about 15).
+    """
+    log = print if verbose else (lambda *args, **kwargs: None)
+    widths = sorted({int(w) for w in widths})
+    staircases: dict[float, dict[int, list[tuple[float, int]]]] = {}
+    parameters: list[ParameterCost] = []
+    index_of: dict[tuple, int] = {}
+    example: dict[int, tuple[int, int, float]] = {}  # parameter index -> (width, multiplier, p_error)
+    for p_error in p_errors:
+        p = DEFAULT_P_ERROR if p_error is None else float(p_error)
+        staircases[p] = {}
+        for width in widths:
+            steps = []
+            for multiplier in PROXY_MULTIPLIERS:
+                demand = proxy_demand(width, multiplier)
+                if demand > MAX_DEMAND:
+                    break
+                try:
+                    circuit = _proxy_circuit(width, multiplier, p, 8)
+                except Exception:  # noqa: BLE001  (no parameters for this demand: the staircase ends)
+                    break
+                key, count = _parameter_of(circuit)
+                if key not in index_of:
+                    stats = circuit.statistics
+                    index_of[key] = len(parameters)
+                    example[len(parameters)] = (width, multiplier, p)
+                    parameters.append(
+                        ParameterCost(
+                            *key,
+                            complexity=float(stats["complexity"]) / count,
+                            bootstrap_key_mb=float(stats["size_of_bootstrap_keys"]) / MB,
+                            keyswitch_key_mb=float(stats["size_of_keyswitch_keys"]) / MB,
+                        )
+                    )
+                steps.append((round(demand, 3), index_of[key]))
+            staircases[p][width] = steps
+            log(f"p_error={p:.3g} width {width}: {[(d, parameters[i].key[:4]) for d, i in steps]}")
+
+    # Time one member per family (N, k, level, base_log); its siblings differ only in the LWE
+    # dimension n, which a PBS's time and keys scale with.
+    families: dict[tuple, list[int]] = {}
+    for index, parameter in enumerate(parameters):
+        families.setdefault(parameter.key[:4], []).append(index)
+    for members in sorted(families.values(), key=lambda m: min(parameters[i].complexity for i in m)):
+        representative = parameters[members[0]]
+        if representative.complexity > max_measured_complexity:
+            continue
+        width, multiplier, p = example[members[0]]
+        circuit = _proxy_circuit(width, multiplier, p, PROBE_SIZE)
+        representative.keygen_s, representative.seconds, representative.evaluation_key_mb = _time_parameter(
+            circuit, width, PROBE_SIZE, PROBE_RUNS
+        )
+        representative.measured = True
+        del circuit
+        log(f"{representative.key}: {representative.seconds * 1000:.1f} ms/PBS, keygen {representative.keygen_s:.1f} s, "
+            f"keys {representative.evaluation_key_mb:.1f} MB")
+        for index in members[1:]:
+            _scale_from(parameters[index], representative)
+    _fill_unmeasured(parameters)
+    info = {**_environment(), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "widths": widths, "probe_size": PROBE_SIZE, "probe_runs": PROBE_RUNS}
+    target = Path(path) if path is not None else cache_path()
+    keygen_base_s, overhead_s = _overhead_seconds()
+    costs = PBSCosts(staircases, parameters, overhead_s, keygen_base_s, str(target) if save else "measured (not saved)", info)
+    if save:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(".tmp")
+        temporary.write_text(json.dumps(costs.to_json(), indent=1))
+        temporary.replace(target)
+    return costs
+
+
+def _scale_from(parameter: ParameterCost, reference: ParameterCost) -> None:
+    """Costs of ``parameter`` from a measured ``reference``: time by optimizer complexity,
+    key generation by uncompressed key size, evaluation keys by compressed key size."""
+    keys = (parameter.bootstrap_key_mb + parameter.keyswitch_key_mb) / (reference.bootstrap_key_mb + reference.keyswitch_key_mb)
+    parameter.seconds = reference.seconds * parameter.complexity / reference.complexity
+    parameter.keygen_s = reference.keygen_s * keys
+    parameter.evaluation_key_mb = reference.evaluation_key_mb * _compressed_key_bytes(parameter) / _compressed_key_bytes(reference)
+
+
+def _compressed_key_bytes(parameter: ParameterCost) -> float:
+    """Bootstrap key as Concrete serializes it compressed (one body polynomial per GLWE row
+    and a seed): n (k+1) N level 8 bytes; matches the measured sizes within 1%."""
+    return parameter.lwe_dimension * (parameter.glwe_dimension + 1) * parameter.polynomial_size * parameter.level * 8.0
+
+
+def _fill_unmeasured(parameters: Sequence[ParameterCost]) -> None:
+    """Scale each set left unmeasured from the measured one closest in complexity (log scale)."""
+    measured = [p for p in parameters if p.measured]
+    if not measured:
+        raise ValueError("No parameter set was measured: raise max_measured_complexity.")
+    for parameter in parameters:
+        if parameter.seconds is None:
+            _scale_from(parameter, min(measured, key=lambda m: abs(math.log(parameter.complexity / m.complexity))))
+
+
+# ---------------------------------------------------------------------------------------------
+# What the circuit will look like: per layer widths and rounding
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class LayerPlan:
+    """One linear layer as the circuit will compute it."""
+
+    neurons: int
+    accumulator_bits: int  # width of the integer accumulator in the circuit
+    lsbs_removed: int  # bits rounded away before the TLU (0 for the output layer)
+    hidden: bool  # hidden layers cost PBS; the output layer does not
+    noise_gain: float  # max over neurons of ‖integer weights‖₂ (Concrete's MANP of this dot)
+
+    @property
+    def tlu_bits(self) -> int:
+        return self.accumulator_bits - self.lsbs_removed
+
+
+def parse_rounding(rounding) -> tuple[int | None, bool]:
+    """``rounding_threshold_bits`` in Concrete ML's forms -> (n_bits or None, exact?)."""
+    if rounding is None:
+        return None, True
+    if isinstance(rounding, dict):
+        method = rounding.get("method", "exact")
+        method = str(getattr(method, "name", method)).lower()
+        if method not in ("exact", "approximate") or "n_bits" not in rounding:
+            raise ValueError(f'rounding_threshold_bits dict needs "n_bits" and an exact/approximate "method"; got {rounding!r}.')
+        return int(rounding["n_bits"]), method == "exact"
+    if isinstance(rounding, bool) or not isinstance(rounding, (int, np.integer)) or rounding < 1:
+        raise ValueError(f"rounding_threshold_bits must be None, a positive int or a dict; got {rounding!r}.")
+    return int(rounding), True
+
+
+def concrete_bits(low: int, high: int) -> int:
+    """Bits Concrete gives a value in ``[low, high]`` (``Integer.that_can_represent``)."""
+    low, high = int(low), int(high)
+    if low < 0:
+        return int(signed_bit_width(low, high))
+    return max(1, high.bit_length())
+
+
+def _scale(value) -> float:
+    return float(value.detach().cpu().reshape(-1)[0]) if hasattr(value, "detach") else float(value)
+
+
+def _pot_lsbs(module, index: int) -> int:
+    """Concrete ML's power-of-two rounding: ``-(log2 s_in + log2 s_w - log2 s_out)`` when > 0."""
+    input_scale = module.input_quant.quant_act_scale() if index == 0 else module.activations[index - 1].quant_act_scale()
+    weight_scale = module.linears[index].quant_weight().scale
+    output_scale = module.activations[index].quant_act_scale()
+    lsbs = -sum(sign * int(np.rint(np.log2(_scale(s)))) for sign, s in ((1, input_scale), (1, weight_scale), (-1, output_scale)))
+    return max(0, lsbs)
+
+
+def calibration_accumulator_bits(module, X: np.ndarray, n_bits: int) -> tuple[list[int], list[int]]:
+    """Accumulator widths over ``X`` and the lsbs ``rounding_threshold_bits=n_bits`` removes.
+
+    Reproduces Concrete ML's calibration pass (``cnp_round(calibrate_rounding=True)``) in
+    numpy: quantize the input, accumulate with the integer weights, round ``max(0, b - n)``
+    bits, apply bias + ReLU + the activation quantizer, next layer. Only the hidden layers
+    round; the output layer's entry is its width with 0 lsbs.
+    """
+    import torch
+
+    with torch.no_grad():
+        layers = module.integer_layers()
+        low, high = module.input_ranges()[0]
+        scale = _scale(module.input_quant.quant_act_scale())
+        q = np.clip(np.rint(np.asarray(X, dtype=np.float64) / scale), low, high).astype(np.int64)
+        widths, removed = [], []
+        for index, layer in enumerate(layers):
+            accumulator = q @ layer.weights.T
+            bits = concrete_bits(accumulator.min(), accumulator.max()) if accumulator.size else 1
+            widths.append(bits)
+            if index == len(layers) - 1:
+                removed.append(0)
+                break
+            lsbs = max(0, bits - n_bits)
+            removed.append(lsbs)
+            if lsbs:
+                accumulator = np.floor_divide(accumulator + (1 << (lsbs - 1)), 1 << lsbs) << lsbs
+            linear, activation = module.linears[index], module.activations[index]
+            weight_scale = _scale(linear.quant_weight().scale)
+            bias = linear.bias.detach().cpu().numpy().astype(np.float64)
+            z = accumulator * (scale * weight_scale) + bias
+            scale = _scale(activation.quant_act_scale())
+            q = np.rint(np.clip(np.maximum(z, 0.0) / scale, 0, 2**module.n_a_bits - 1)).astype(np.int64)
+    return widths, removed
+
+
+def _hint_bits(low: int, high: int, lsbs: int) -> int:
+    """What :func:`fhe_estimators.fhe.compile_module` makes each accumulator (its worst case
+    plus the rounding's headroom): the circuit's accumulator width."""
+    headroom = 2 ** (lsbs - 1) if lsbs > 0 else 0
+    return int(signed_bit_width(low, high + headroom))
+
+
+def plan_circuit(
+    module,
+    accumulator_ranges: Sequence[tuple[int, int]] | None = None,
+    *,
+    rounding_threshold_bits=None,
+    calibration: np.ndarray | None = None,
+    notes: list[str] | None = None,
+) -> list[LayerPlan]:
+    """Each linear layer as the compiled circuit will have it (no compilation)."""
+    notes = [] if notes is None else notes
+    layers = module.integer_layers()
+    if accumulator_ranges is None:
+        accumulator_ranges = []
+        for layer in layers:
+            low, high = accumulator_bounds(layer.weights, None, layer.input_min, layer.input_max)
+            accumulator_ranges.append((int(low.min()), int(high.max())))
+    n_bits, _ = parse_rounding(rounding_threshold_bits)
+    n_hidden = len(layers) - 1
+    if n_bits is None:
+        removed = [_pot_lsbs(module, index) for index in range(n_hidden)] + [0]
+    else:
+        if calibration is None:
+            # Without data, each layer's calibrated width is taken as its worst case (an upper
+            # bound: more lsbs removed, so exact rounding's PBS count may be overestimated).
+            notes.append("no calibration data: rounding_threshold_bits applied to worst-case accumulator widths")
+            removed = [max(0, concrete_bits(low, high) - n_bits) for low, high in accumulator_ranges[:-1]] + [0]
+        else:
+            _, removed = calibration_accumulator_bits(module, calibration, n_bits)
+    plan = []
+    for index, (layer, (low, high), lsbs) in enumerate(zip(layers, accumulator_ranges, removed)):
+        bits = _hint_bits(low, high, lsbs)
+        if index < n_hidden and lsbs >= bits:
+            # Concrete refuses this circuit (compile_module explains why); price what is left.
+            notes.append(
+                f"layer {index}'s rounding would remove all {bits} bits of its accumulator: Concrete cannot "
+                "compile this network (degenerate quantization scales); priced as if 1 bit were kept"
+            )
+            lsbs = bits - 1
+        gain = float(np.sqrt((layer.weights.astype(np.float64) ** 2).sum(axis=1)).max()) if layer.weights.size else 0.0
+        plan.append(LayerPlan(int(layer.weights.shape[0]), bits, int(lsbs), index < n_hidden, gain))
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# From the plan to partitions, parameter sets and costs
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class PBSGroup:
+    """PBS of one kind in one layer: the hidden neurons' TLUs, or their rounding bits."""
+
+    layer: int
+    kind: str  # "tlu" or "rounding"
+    count: int
+    width: int  # bits the lookup reads (1 for the bit-isolating PBS of exact rounding)
+    partition: str  # "w<width>" for TLUs, "rounding" for rounding bits
+    seconds_per_pbs: float = 0.0
+
+
+@dataclass
+class Partition:
+    """A set of PBS Concrete gives one crypto parameter set, as predicted."""
+
+    name: str
+    width: int
+    count: int
+    demand: float
+    parameters: tuple[int, int, int, int, int]  # (N, k, level, base_log, n) of the proxy chosen
+    seconds_per_pbs: float
+    keygen_s: float
+    evaluation_key_mb: float
+    measured: bool
+
+
+@dataclass
+class FHECost:
+    """Predicted cost of a model's Concrete circuit (see :func:`estimate_cost`)."""
+
+    #: PBS per bit-width of the lookup as the circuit runs it: each TLU at the bits it reads
+    #: (accumulator bits minus rounded lsbs), the PBS of exact rounding as 1-bit lookups.
+    pbs_by_width: dict[int, int]
+    pbs_count: int
+    #: Widest encrypted integer of the circuit (``circuit.graph.maximum_integer_bit_width()``).
+    max_bit_width: int
+    #: Encrypt + run + decrypt of one sample, seconds.
+    latency_s: float
+    #: Key generation, seconds: one base (secret keys) plus each predicted parameter set's keys.
+    keygen_s: float
+    #: Serialized (compressed) evaluation keys, MB: the sum over the predicted parameter sets.
+    evaluation_key_mb: float
+    #: PBS cost table used: its cache file, or "fallback" (constants in this module).
+    source: str
+    accumulator_bits: list[int] = field(default_factory=list)
+    lsbs_removed: list[int] = field(default_factory=list)
+    rounding_threshold_bits: Any = None
+    p_error: float = DEFAULT_P_ERROR
+    groups: list[PBSGroup] = field(default_factory=list)
+    partitions: list[Partition] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _demand_after(plan: Sequence[LayerPlan], index: int, exact: bool) -> float:
+    """How little noise layer ``index``'s TLU outputs may carry, in bits (see module doc)."""
+    consumer = plan[index + 1]
+    gain = math.log2(max(consumer.noise_gain, 1.0))
+    if not consumer.hidden:
+        demand = consumer.accumulator_bits + gain + OUTPUT_MARGIN
+    elif exact and consumer.lsbs_removed > 0:
+        demand = consumer.accumulator_bits + gain + ROUNDING_CONSUMER_MARGIN
+    else:
+        demand = consumer.tlu_bits + gain + TLU_CONSUMER_MARGIN
+    return demand - DEMAND_SLOPE * max(0.0, demand - DEMAND_KNEE)
+
+
+def _table_for(costs: PBSCosts, p_error: float, notes: list[str]) -> dict[int, list[tuple[float, int]]]:
+    if p_error in costs.staircases:
+        return costs.staircases[p_error]
+    available = costs.p_errors()
+    safer = [p for p in available if p <= p_error]  # a smaller p_error is dearer: an upper bound
+    chosen = max(safer) if safer else min(available)
+    notes.append(f"p_error {p_error:.3g} not in the PBS cost table; used its {chosen:.3g} (measure_pbs_costs(p_errors=...) adds it)")
+    return costs.staircases[chosen]
+
+
+def _lookup(costs: PBSCosts, table, width: int, demand: float, notes: list[str]) -> tuple[ParameterCost, float]:
+    """The parameter set of a ``width``-bit partition with this demand, and a time factor
+    (1 unless the width is beyond the table)."""
+    factor = 1.0
+    if width not in table:
+        widest = max(table)
+        if width < min(table):
+            width = min(table)
+        else:
+            # Each bit beyond the table about doubles a PBS (measured 2.2-2.3× at 7-9 bits).
+            factor = 2.25 ** (width - widest)
+            notes.append(f"{width}-bit lookups are beyond the PBS cost table (max {widest}); extrapolated ×{factor:.1f}")
+            width = widest
+    steps = table[width]
+    for step_demand, index in steps:
+        if step_demand >= demand - 1e-9:
+            return costs.parameters[index], factor
+    notes.append(f"demand {demand:.1f} bits beyond the {width}-bit staircase (max {steps[-1][0]:.1f}); its last step used")
+    return costs.parameters[steps[-1][1]], factor
+
+
+def _model_parts(model_or_module):
+    """(module, accumulator ranges, calibration data, rounding, p_error) of an estimator or module."""
+    if hasattr(model_or_module, "module_"):
+        model = model_or_module
+        if hasattr(model, "__sklearn_is_fitted__") and not model.__sklearn_is_fitted__():
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; estimate_cost needs a fitted model.")
+        module = model.module_
+        calibration = getattr(model, "calibration_X_", None)
+        if calibration is not None:
+            calibration = np.concatenate([calibration, module.extreme_inputs()])  # as compile() does
+        rounding = getattr(model, "rounding_threshold_bits_", getattr(model, "rounding_threshold_bits", None))
+        return module, getattr(model, "accumulator_ranges_", None), calibration, rounding, getattr(model, "p_error", None)
+    if hasattr(model_or_module, "integer_layers"):
+        return model_or_module, None, None, None, None
+    raise TypeError(f"estimate_cost needs a fitted estimator or a QuantMLP, got {type(model_or_module).__name__}.")
+
+
+_UNSET = object()
+
+
+def estimate_cost(
+    model_or_module,
+    *,
+    rounding_threshold_bits=_UNSET,
+    p_error=_UNSET,
+    costs: PBSCosts | None = None,
+    X: np.ndarray | None = None,
+) -> FHECost:
+    """Predict what compiling ``model_or_module`` will give, without compiling (milliseconds).
+
+    ``model_or_module``: a fitted estimator (its ``module_``, ``accumulator_ranges_``,
+    ``calibration_X_``, rounding and ``p_error``), or a bare ``QuantMLP`` (worst-case
+    accumulators, no calibration data). ``rounding_threshold_bits`` (None, an int, or
+    ``{"n_bits": n, "method": "exact" | "approximate"}``) and ``p_error`` override the
+    model's. ``X`` replaces the calibration data (as ``compile(X)`` would). ``costs``: a
+    :class:`PBSCosts` table (default: :func:`load_pbs_costs`).
+    """
+    module, ranges, calibration, rounding, model_p_error = _model_parts(model_or_module)
+    if rounding_threshold_bits is not _UNSET:
+        rounding = rounding_threshold_bits
+    if p_error is not _UNSET:
+        model_p_error = p_error
+    if X is not None:
+        calibration = np.concatenate([np.asarray(X, dtype=np.float32), module.extreme_inputs()])
+    p = DEFAULT_P_ERROR if model_p_error is None else float(model_p_error)
+    costs = load_pbs_costs() if costs is None else costs
+    notes: list[str] = []
+    plan = plan_circuit(module, ranges, rounding_threshold_bits=rounding, calibration=calibration, notes=notes)
+    _, exact = parse_rounding(rounding)
+    table = _table_for(costs, p, notes)
+
+    groups: list[PBSGroup] = []
+    demands: dict[str, tuple[int, float]] = {}  # partition -> (width, demand)
+    for index, layer in enumerate(plan):
+        if not layer.hidden:
+            continue
+        name = f"w{layer.tlu_bits}"
+        groups.append(PBSGroup(index, "tlu", layer.neurons, layer.tlu_bits, name))
+        demand = _demand_after(plan, index, exact)
+        demands[name] = (layer.tlu_bits, max(demand, demands.get(name, (0, -math.inf))[1]))
+        if exact and layer.lsbs_removed:
+            groups.append(PBSGroup(index, "rounding", layer.neurons * layer.lsbs_removed, 1, "rounding"))
+            demand = layer.accumulator_bits + ROUNDING_PARTITION_MARGIN
+            demands["rounding"] = (1, max(demand, demands.get("rounding", (0, -math.inf))[1]))
+
+    partitions: list[Partition] = []
+    for name, (width, demand) in sorted(demands.items()):
+        parameter, factor = _lookup(costs, table, width, demand, notes)
+        count = sum(g.count for g in groups if g.partition == name)
+        partitions.append(
+            Partition(name, width, count, round(demand, 3), parameter.key, parameter.seconds * factor,
+                      parameter.keygen_s * factor, parameter.evaluation_key_mb * factor, parameter.measured)
+        )
+    seconds = {part.name: part.seconds_per_pbs for part in partitions}
+    for group in groups:
+        group.seconds_per_pbs = seconds[group.partition]
+    by_width: dict[int, int] = {}
+    for group in groups:
+        by_width[group.width] = by_width.get(group.width, 0) + group.count
+    # Partitions sharing one parameter set share its keys.
+    distinct = {part.parameters: part for part in partitions}.values()
+    return FHECost(
+        pbs_by_width=dict(sorted(by_width.items())),
+        pbs_count=sum(g.count for g in groups),
+        max_bit_width=max(layer.accumulator_bits for layer in plan),
+        latency_s=costs.overhead_s + sum(g.count * g.seconds_per_pbs for g in groups),
+        keygen_s=costs.keygen_base_s + sum(max(0.0, part.keygen_s - costs.keygen_base_s) for part in distinct),
+        evaluation_key_mb=sum(part.evaluation_key_mb for part in distinct),
+        source=costs.source,
+        accumulator_bits=[layer.accumulator_bits for layer in plan],
+        lsbs_removed=[layer.lsbs_removed for layer in plan],
+        rounding_threshold_bits=rounding,
+        p_error=p,
+        groups=groups,
+        partitions=partitions,
+        notes=notes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# What a compiled circuit actually has
+# ---------------------------------------------------------------------------------------------
+def equivalent_width(key: Sequence[int], costs: PBSCosts | None = None, p_error: float = DEFAULT_P_ERROR) -> int:
+    """The lookup width a parameter set serves: the narrowest staircase holding it
+    (same polynomial size, GLWE dimension, level and base; else same N and k; else closest
+    complexity). The bit-isolating PBS of exact rounding come out as 1."""
+    costs = load_pbs_costs() if costs is None else costs
+    available = costs.p_errors()
+    table = costs.staircases[min(available, key=lambda p: abs(math.log(p / p_error)))]
+    key = tuple(int(v) for v in key)
+    for size in (4, 2):
+        for width in sorted(table):
+            if any(costs.parameters[index].key[:size] == key[:size] for _, index in table[width]):
+                return width
+    polynomial_size, glwe_dimension = key[0], key[1]
+    return max(1, int(round(math.log2(polynomial_size * glwe_dimension))) - 7)
+
+
+def measured_cost(quantized_module, costs: PBSCosts | None = None) -> dict:
+    """What the compiled circuit of ``quantized_module`` has: PBS by parameter set and by
+    equivalent width, key sizes (uncompressed, MB, from ``circuit.statistics``), widths."""
+    from .fhe import compiled_accumulator_bits
+
+    circuit = quantized_module.fhe_circuit
+    stats = circuit.statistics
+    requested = getattr(getattr(circuit, "configuration", None), "p_error", None)
+    p_error = DEFAULT_P_ERROR if requested is None else float(requested)
+    costs = load_pbs_costs() if costs is None else costs
+    per_parameter, by_width = [], {}
+    for param, count in stats.get("programmable_bootstrap_count_per_parameter", {}).items():
+        key = tuple(
+            int(v() if callable(v) else v)
+            for v in (param.polynomial_size, param.glwe_dimension, param.level, param.base_log, param.input_lwe_dimension)
+        )
+        width = equivalent_width(key, costs, p_error)
+        per_parameter.append({"parameters": key, "count": int(count), "width": width})
+        by_width[width] = by_width.get(width, 0) + int(count)
+    return {
+        "pbs_count": int(stats.get("programmable_bootstrap_count", 0)),
+        "pbs_by_parameters": per_parameter,
+        "pbs_by_width": dict(sorted(by_width.items())),
+        "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
+        "accumulator_bits": compiled_accumulator_bits(quantized_module),
+        "bootstrap_key_mb": float(stats.get("size_of_bootstrap_keys", 0)) / MB,
+        "keyswitch_key_mb": float(stats.get("size_of_keyswitch_keys", 0)) / MB,
+        "complexity": float(stats.get("complexity", 0.0)),
+        "p_error": p_error,  # as requested (the circuit's achieved one is circuit.p_error)
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Fallback table (measured on the development machine; replaced by measure_pbs_costs())
+# ---------------------------------------------------------------------------------------------
+#: Measured with ``measure_pbs_costs(p_errors=(None, 0.01))`` on the development machine
+#: (2 CPUs, x86_64, shared with other jobs: load 3-5), 2026-11-22,
+#: concrete-python 2.10.0: used until this machine measures its own (a
+#: different machine or load can be several times faster or slower).
+FALLBACK_COSTS: dict = {
+    "format": 1,
+    "info": {"concrete_python": "2.10.0", "concrete_ml": "1.9.0", "cpus": 2, "processor": "x86_64", "measured_at": "2026-11-22T20:49:08+00:00", "widths": [1, 2, 3, 4, 5, 6, 7, 8, 9], "probe_size": 32, "probe_runs": 3},
+    "overhead_s": 0.01403,
+    "keygen_base_s": 8.204e-05,
+    # polynomial_size, glwe_dimension, level, base_log, lwe_dimension, complexity, bootstrap_key_mb, keyswitch_key_mb, seconds, keygen_s, evaluation_key_mb, measured
+    "parameter_rows": [
+        (256, 5, 1, 15, 698, 2.931e+07, 257.3, 14.32, 0.01463, 1.074, 8.598, True),
+        (256, 6, 1, 18, 706, 3.597e+07, 425.1, 17.38, 0.0184, 1.429, 10.15, True),
+        (256, 6, 1, 18, 636, 3.633e+07, 382.9, 31.31, 0.01858, 1.338, 9.14, False),
+        (256, 5, 2, 10, 608, 4.422e+07, 448.3, 31.18, 0.02015, 1.839, 14.99, True),
+        (512, 4, 1, 23, 703, 5.076e+07, 287.9, 23.07, 0.02145, 1.616, 14.43, True),
+        (256, 6, 2, 12, 615, 5.465e+07, 740.6, 37.85, 0.02844, 2.52, 17.7, True),
+        (256, 6, 3, 9, 615, 7.229e+07, 1111, 37.85, 0.03404, 2.79, 26.51, True),
+        (512, 4, 2, 16, 614, 7.548e+07, 503, 50.38, 0.0349, 2.682, 25.23, True),
+        (512, 4, 3, 12, 614, 9.906e+07, 754.5, 50.38, 0.04233, 4.042, 37.81, True),
+        (512, 3, 1, 18, 709, 4.14e+07, 139.4, 26.17, 0.01323, 1.001, 11.65, True),
+        (512, 4, 1, 23, 718, 5.479e+07, 294.1, 35.34, 0.02316, 1.712, 14.74, False),
+        (512, 3, 3, 9, 678, 8.055e+07, 399.9, 33.37, 0.03151, 3.062, 33.37, True),
+        (512, 4, 2, 16, 687, 8.163e+07, 562.8, 45.09, 0.03774, 2.946, 28.23, False),
+        (512, 4, 2, 16, 650, 9.858e+07, 532.5, 128, 0.04558, 3.201, 26.71, False),
+        (512, 4, 3, 12, 687, 1.08e+08, 844.2, 45.09, 0.04616, 4.466, 42.3, False),
+        (1024, 2, 1, 23, 771, 6.87e+07, 113.7, 37.95, 0.01902, 1.817, 19, True),
+        (1024, 2, 2, 15, 740, 1.008e+08, 218.2, 48.56, 0.025, 2.891, 36.44, True),
+        (1024, 2, 3, 12, 740, 1.326e+08, 327.4, 48.56, 0.03571, 4.717, 54.62, True),
+        (2048, 1, 1, 23, 771, 9.793e+07, 50.53, 63.24, 0.02268, 1.951, 25.35, True),
+        (2048, 1, 2, 15, 771, 1.421e+08, 101.1, 63.24, 0.03122, 3.117, 50.61, True),
+        (2048, 1, 3, 11, 771, 1.864e+08, 151.6, 63.24, 0.03845, 4.736, 75.87, True),
+        (4096, 1, 1, 22, 864, 2.265e+08, 113.2, 113.4, 0.03863, 4.757, 56.75, True),
+        (4096, 1, 2, 15, 838, 3.296e+08, 219.7, 137.5, 0.06787, 7.543, 110, True),
+        (4096, 1, 3, 11, 838, 4.325e+08, 329.5, 137.5, 0.09214, 11.1, 164.9, True),
+        (8192, 1, 1, 22, 944, 5.26e+08, 247.5, 247.7, 0.09193, 10.1, 124, True),
+        (8192, 1, 2, 15, 896, 7.635e+08, 469.8, 352.7, 0.1645, 20.18, 235.3, True),
+        (8192, 1, 3, 11, 896, 9.984e+08, 704.6, 352.7, 0.2064, 32.43, 352.7, True),
+        (8192, 1, 4, 9, 896, 1.233e+09, 939.5, 352.7, 0.2577, 45.79, 470.2, True),
+        (16384, 1, 1, 22, 990, 1.201e+09, 519, 649.5, 0.2597, 35.47, 260.2, True),
+        (16384, 1, 2, 15, 964, 1.738e+09, 1011, 758.9, 0.373, 57.03, 506.2, True),
+        (16384, 1, 3, 11, 964, 2.275e+09, 1516, 758.9, 0.4883, 73.32, 759.3, False),
+        (16384, 1, 4, 9, 964, 2.812e+09, 2022, 758.9, 0.6036, 89.61, 1012, False),
+        (32768, 1, 2, 15, 1054, 3.938e+09, 2210, 1383, 0.8454, 115.8, 1107, False),
+        (32768, 1, 3, 11, 1021, 5.153e+09, 3212, 1875, 1.106, 163.9, 1608, False),
+        (32768, 1, 4, 9, 1021, 6.357e+09, 4282, 1875, 1.365, 198.4, 2145, False),
+        (32768, 1, 5, 7, 1021, 7.562e+09, 5353, 1875, 1.623, 232.9, 2681, False),
+        (65536, 1, 2, 14, 1091, 8.867e+09, 4576, 4008, 1.904, 276.6, 2292, False),
+        (65536, 1, 3, 11, 1091, 1.158e+10, 6864, 4008, 2.487, 350.3, 3437, False),
+        (65536, 1, 4, 9, 1091, 1.43e+10, 9152, 4008, 3.07, 424.1, 4583, False),
+        (65536, 1, 5, 7, 1091, 1.702e+10, 1.144e+04, 4008, 3.653, 497.8, 5729, False),
+        (256, 5, 1, 15, 558, 2.487e+07, 205.7, 17.17, 0.01241, 0.8812, 6.873, False),
+        (256, 6, 1, 18, 563, 3.042e+07, 339, 20.79, 0.01556, 1.162, 8.091, False),
+        (256, 5, 2, 10, 558, 3.772e+07, 411.4, 17.17, 0.01718, 1.643, 13.76, False),
+        (512, 4, 1, 23, 572, 4.365e+07, 234.3, 28.16, 0.01845, 1.364, 11.74, False),
+        (256, 6, 3, 9, 563, 6.271e+07, 1017, 20.79, 0.02953, 2.521, 24.27, False),
+        (512, 4, 2, 16, 572, 6.562e+07, 468.6, 28.16, 0.03034, 2.407, 23.51, False),
+        (256, 5, 1, 15, 613, 2.732e+07, 226, 18.86, 0.01364, 0.968, 7.551, False),
+        (256, 6, 1, 18, 623, 3.367e+07, 375.1, 23, 0.01722, 1.286, 8.953, False),
+        (256, 5, 2, 10, 613, 4.144e+07, 452, 18.86, 0.01888, 1.805, 15.12, False),
+        (512, 4, 1, 23, 632, 4.823e+07, 258.9, 31.11, 0.02038, 1.507, 12.97, False),
+        (256, 6, 3, 9, 584, 6.864e+07, 1055, 35.94, 0.03233, 2.65, 25.18, False),
+        (512, 4, 2, 16, 632, 7.25e+07, 517.7, 31.11, 0.03352, 2.66, 25.97, False),
+        (512, 4, 3, 12, 590, 9.519e+07, 725, 48.41, 0.04068, 3.884, 36.33, False),
+        (256, 5, 1, 15, 715, 3.186e+07, 263.6, 22, 0.0159, 1.129, 8.807, False),
+        (256, 6, 1, 18, 721, 3.896e+07, 434.1, 26.62, 0.01993, 1.488, 10.36, False),
+        (256, 5, 2, 10, 680, 4.771e+07, 501.4, 27.89, 0.02174, 2.03, 16.77, False),
+        (512, 4, 1, 23, 690, 5.266e+07, 282.6, 33.96, 0.02225, 1.645, 14.16, False),
+        (512, 3, 3, 9, 651, 7.735e+07, 384, 32.05, 0.03026, 2.94, 32.05, False),
+        (512, 4, 2, 16, 660, 7.842e+07, 540.7, 43.32, 0.03626, 2.83, 27.12, False),
+        (512, 3, 1, 18, 755, 4.64e+07, 148.4, 37.16, 0.01483, 1.122, 12.41, False),
+        (512, 4, 1, 23, 824, 6.288e+07, 337.5, 40.55, 0.02657, 1.964, 16.91, False),
+        (512, 3, 2, 12, 755, 6.805e+07, 296.9, 37.16, 0.02354, 2.281, 24.79, True),
+        (512, 3, 3, 9, 735, 8.959e+07, 433.5, 45.22, 0.03505, 3.383, 36.18, False),
+        (512, 4, 2, 16, 745, 9.158e+07, 610.3, 61.11, 0.04234, 3.254, 30.62, False),
+        (512, 4, 3, 12, 745, 1.202e+08, 915.5, 61.11, 0.05136, 4.905, 45.87, False),
+        (1024, 2, 1, 23, 794, 7.727e+07, 117.1, 65.13, 0.02139, 2.184, 19.56, False),
+        (1024, 2, 2, 15, 794, 1.114e+08, 234.2, 65.13, 0.02763, 3.243, 39.1, False),
+        (1024, 2, 3, 12, 794, 1.456e+08, 351.2, 65.13, 0.0392, 5.225, 58.61, False),
+        (2048, 1, 1, 23, 854, 1.12e+08, 55.97, 84.05, 0.02594, 2.402, 28.08, False),
+        (2048, 1, 2, 15, 815, 1.603e+08, 106.8, 107, 0.03521, 4.055, 53.5, False),
+        (2048, 1, 3, 11, 815, 2.07e+08, 160.2, 107, 0.04271, 5.89, 80.2, False),
+        (8192, 1, 1, 22, 899, 5.009e+08, 235.7, 235.9, 0.08755, 9.615, 118.1, False),
+        (8192, 1, 2, 15, 899, 7.366e+08, 471.3, 235.9, 0.1587, 17.35, 236.1, False),
+        (8192, 1, 3, 11, 867, 9.661e+08, 681.8, 341.3, 0.1997, 31.38, 341.3, False),
+        (16384, 1, 1, 22, 928, 1.156e+09, 486.5, 730.6, 0.25, 36.94, 243.9, False),
+        (16384, 1, 2, 15, 928, 1.673e+09, 973.1, 730.6, 0.3591, 54.9, 487.3, False),
+        (16384, 1, 3, 11, 928, 2.19e+09, 1460, 730.6, 0.4701, 70.58, 730.9, False),
+        (16384, 1, 4, 9, 928, 2.707e+09, 1946, 730.6, 0.5811, 86.26, 974.6, False),
+        (32768, 1, 2, 15, 1019, 3.807e+09, 2137, 1337, 0.8173, 111.9, 1070, False),
+        (32768, 1, 3, 11, 989, 4.991e+09, 3111, 1817, 1.072, 158.8, 1558, False),
+        (32768, 1, 4, 9, 989, 6.158e+09, 4148, 1817, 1.322, 192.2, 2077, False),
+    ],
+    # {p_error: {width: [(demand, parameter row), ...]}}
+    "staircases": {
+        "9.094947017729282e-13": {
+            "1": [(1, 0), (3, 1), (3.585, 1), (5, 1), (5.322, 2), (5.585, 3), (7, 4), (7.459, 4), (9, 4), (9.524, 4), (11, 5), (11.49, 6), (13, 6), (13.51, 6), (15, 7), (15.5, 7), (17, 7), (17.5, 7), (19, 8)],
+            "2": [(2, 9), (4, 9), (5.585, 10), (6, 10), (6.322, 10), (7.585, 10), (8, 10), (9.459, 10), (10, 10), (11.52, 11), (12, 11), (13.49, 11), (14, 12), (15.51, 12), (16, 12), (17.5, 12), (18, 13), (19.5, 14), (20, 14)],
+            "3": [(3, 15), (5, 15), (6.585, 15), (7, 15), (8.322, 15), (8.585, 15), (9, 15), (10.46, 16), (11, 16), (12.52, 16), (13, 16), (14.49, 16), (15, 16), (16.51, 16), (17, 16), (18.5, 17), (19, 17)],
+            "4": [(4, 18), (6, 18), (7.585, 18), (8, 18), (9.322, 18), (9.585, 18), (10, 19), (11.46, 19), (12, 19), (13.52, 19), (14, 19), (15.49, 19), (16, 19), (17.51, 20), (18, 20), (19.5, 20), (20, 20)],
+            "5": [(5, 21), (7, 21), (8.585, 21), (9, 22), (10.32, 22), (10.59, 22), (11, 22), (12.46, 22), (13, 22), (14.52, 22), (15, 22), (16.49, 23), (17, 23), (18.51, 23), (19, 23)],
+            "6": [(6, 24), (8, 24), (9.585, 25), (10, 25), (11.32, 25), (11.59, 25), (12, 25), (13.46, 25), (14, 25), (15.52, 26), (16, 26), (17.49, 26), (18, 26), (19.51, 27), (20, 27)],
+            "7": [(7, 28), (9, 29), (10.59, 29), (11, 29), (12.32, 29), (12.59, 29), (13, 29), (14.46, 30), (15, 30), (16.52, 30), (17, 30), (18.49, 31), (19, 31)],
+            "8": [(8, 32), (10, 32), (11.59, 32), (12, 32), (13.32, 32), (13.59, 33), (14, 33), (15.46, 33), (16, 33), (17.52, 34), (18, 34), (19.49, 35), (20, 35)],
+            "9": [(9, 36), (11, 36), (12.59, 36), (13, 37), (14.32, 37), (14.59, 37), (15, 37), (16.46, 38), (17, 38), (18.52, 39), (19, 39)],
+        },
+        "0.01": {
+            "1": [(1, 40), (3, 40), (3.585, 40), (5, 41), (5.322, 41), (5.585, 41), (7, 42), (7.459, 42), (9, 43), (9.524, 43), (11, 43), (11.49, 43), (13, 44), (13.51, 44), (15, 44), (15.5, 45), (17, 45), (17.5, 45), (19, 45)],
+            "2": [(2, 46), (4, 47), (5.585, 47), (6, 47), (6.322, 47), (7.585, 48), (8, 48), (9.459, 49), (10, 49), (11.52, 49), (12, 49), (13.49, 50), (14, 50), (15.51, 51), (16, 51), (17.5, 51), (18, 51), (19.5, 51), (20, 52)],
+            "3": [(3, 53), (5, 54), (6.585, 54), (7, 55), (8.322, 56), (8.585, 56), (9, 56), (10.46, 56), (11, 56), (12.52, 57), (13, 57), (14.49, 57), (15, 57), (16.51, 58), (17, 58), (18.5, 58), (19, 58)],
+            "4": [(4, 59), (6, 59), (7.585, 60), (8, 60), (9.322, 60), (9.585, 60), (10, 60), (11.46, 60), (12, 61), (13.52, 62), (14, 62), (15.49, 63), (16, 63), (17.51, 63), (18, 63), (19.5, 64), (20, 64)],
+            "5": [(5, 65), (7, 65), (8.585, 65), (9, 65), (10.32, 65), (10.59, 65), (11, 65), (12.46, 66), (13, 66), (14.52, 66), (15, 66), (16.49, 66), (17, 66), (18.51, 66), (19, 67)],
+            "6": [(6, 68), (8, 68), (9.585, 68), (10, 68), (11.32, 69), (11.59, 69), (12, 69), (13.46, 69), (14, 69), (15.52, 69), (16, 69), (17.49, 69), (18, 69), (19.51, 70), (20, 70)],
+            "7": [(7, 71), (9, 71), (10.59, 72), (11, 72), (12.32, 72), (12.59, 72), (13, 72), (14.46, 72), (15, 72), (16.52, 72), (17, 73), (18.49, 73), (19, 73)],
+            "8": [(8, 74), (10, 75), (11.59, 75), (12, 75), (13.32, 75), (13.59, 75), (14, 75), (15.46, 75), (16, 76), (17.52, 76), (18, 76), (19.49, 76), (20, 77)],
+            "9": [(9, 78), (11, 78), (12.59, 78), (13, 78), (14.32, 78), (14.59, 78), (15, 79), (16.46, 79), (17, 79), (18.52, 79), (19, 80)],
+        },
+    },
+}
+_PARAMETER_FIELDS = ("polynomial_size", "glwe_dimension", "level", "base_log", "lwe_dimension", "complexity", "bootstrap_key_mb", "keyswitch_key_mb", "seconds", "keygen_s", "evaluation_key_mb", "measured")
+
+
+
+@functools.lru_cache(maxsize=1)
+def fallback_costs() -> PBSCosts:
+    """:data:`FALLBACK_COSTS` as a table (read-only, shared); ``source`` says "fallback"."""
+    data = {key: value for key, value in FALLBACK_COSTS.items() if key != "parameter_rows"}
+    data["parameters"] = [dict(zip(_PARAMETER_FIELDS, row)) for row in FALLBACK_COSTS["parameter_rows"]]
+    return PBSCosts.from_json(data, "fallback")

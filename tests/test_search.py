@@ -1,0 +1,100 @@
+"""Automatic tightening: the cheapest circuit within tolerance, never beyond n_accum_bits."""
+
+import numpy as np
+import pytest
+
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
+from fhe_estimators.fhe import compiled_accumulator_bits
+
+QUICK = dict(hidden_layer_sizes=(12,), max_epochs=20, random_state=0)
+
+
+def worst_case_bits(model):
+    """Signed bits of each layer's exact worst case, recomputed from brevitas' integer weights."""
+    n_in, n_layers = model.n_input_bits_, len(model.module_.linears)
+    ranges = [(-(2 ** (n_in - 1)), 2 ** (n_in - 1) - 1)] + [(0, 2**model.n_a_bits - 1)] * (n_layers - 1)
+    bits = []
+    for linear, (x_min, x_max) in zip(model.module_.linears, ranges):
+        weights = linear.quant_weight().int().detach().numpy().astype(np.int64)
+        high = np.maximum(weights * x_min, weights * x_max).sum(axis=1).max()
+        low = np.minimum(weights * x_min, weights * x_max).sum(axis=1).min()
+        bits.append(int(max(np.ceil(np.log2(high + 1)), np.ceil(np.log2(max(-low, 1))))) + 1)
+    return bits
+
+
+@pytest.fixture(scope="module")
+def tightened(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    return NeuralNetClassifier(tighten=True, **QUICK).fit(X_train, y_train)
+
+
+def test_search_never_exceeds_the_budget_and_the_exact_bound_holds(tightened):
+    model = tightened
+    assert model.accumulator_budget_ <= model.n_accum_bits
+    assert all(candidate["accumulator_bits"] <= model.n_accum_bits for candidate in model.tightening_candidates_)
+    assert max(worst_case_bits(model)) <= model.accumulator_budget_
+    assert max(model.accumulator_bits_) <= model.accumulator_budget_
+
+
+def test_the_chosen_candidate_is_the_cheapest_within_tolerance(tightened):
+    candidates = tightened.tightening_candidates_
+    assert len(candidates) >= 4
+    [chosen] = [candidate for candidate in candidates if candidate["chosen"]]
+    best = max(candidate["holdout_score"] for candidate in candidates)
+    feasible = [c for c in candidates if c["holdout_score"] >= best - tightened.tighten_tolerance]
+    assert chosen in feasible
+    assert chosen["predicted_latency_s"] == min(c["predicted_latency_s"] for c in feasible)
+    # What was chosen is what the model is: its budget and its compile-time rounding.
+    assert tightened.accumulator_budget_ == chosen["accumulator_bits"]
+    assert tightened.rounding_threshold_bits_ == chosen["rounding_threshold_bits"]
+
+
+def test_the_chosen_circuit_is_cheaper_and_keeps_the_guarantee(tightened, breast_cancer):
+    _, X_test, _, y_test = breast_cancer
+    model = tightened.compile()
+    assert model.compile_arguments_["rounding_threshold_bits"] == model.rounding_threshold_bits_
+    compiled = compiled_accumulator_bits(model.quantized_module_)
+    assert all(have >= need for have, need in zip(compiled, model.accumulator_bits_))
+    assert model.score(X_test, y_test, fhe="simulate") > 0.9
+    full = [c for c in model.tightening_candidates_ if c["accumulator_bits"] == model.n_accum_bits][0]
+    chosen = [c for c in model.tightening_candidates_ if c["chosen"]][0]
+    assert chosen["predicted_latency_s"] <= full["predicted_latency_s"]
+
+
+def test_search_off_is_the_plain_fit(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(tighten=False, **QUICK).fit(X_train, y_train)
+    assert model.accumulator_budget_ == model.n_accum_bits
+    assert model.tightening_candidates_ == [] and model.rounding_threshold_bits_ is None
+    # The plain fit trains on all the data at the user's budget: exactly what _fit_prepared does.
+    plain = NeuralNetClassifier(tighten=False, **QUICK)
+    plain._validate_hyperparameters()
+    X = plain._validate_X(X_train, reset=True)
+    plain._fit_prepared(X, plain._fit_targets(np.asarray(y_train), len(X)))
+    for ours, theirs in zip(model.module_.linears, plain.module_.linears):
+        np.testing.assert_array_equal(ours.weight.detach().numpy(), theirs.weight.detach().numpy())
+
+
+def test_zero_tolerance_keeps_the_best_score(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(tighten=True, tighten_tolerance=0.0, **QUICK).fit(X_train, y_train)
+    best = max(c["holdout_score"] for c in model.tightening_candidates_)
+    [chosen] = [c for c in model.tightening_candidates_ if c["chosen"]]
+    assert chosen["holdout_score"] == best
+
+
+def test_regressor_search_and_small_data_skip(diabetes, iris):
+    X_train, X_test, y_train, y_test = diabetes
+    model = NeuralNetRegressor(tighten=True, optimizer__weight_decay=0.1, **QUICK).fit(X_train, y_train)
+    assert model.accumulator_budget_ <= 10 and len(model.tightening_candidates_) >= 4
+    assert model.score(X_test, y_test) > 0.2
+    X_small, _, y_small, _ = iris
+    small = NeuralNetClassifier(tighten=True, **QUICK).fit(X_small[:60], y_small[:60])
+    assert small.tightening_candidates_ == [] and small.accumulator_budget_ == small.n_accum_bits
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, "0.01", None])
+def test_bad_tolerance_is_refused(iris, bad):
+    X_train, _, y_train, _ = iris
+    with pytest.raises(ValueError, match="tighten_tolerance"):
+        NeuralNetClassifier(tighten_tolerance=bad, **QUICK).fit(X_train, y_train)
