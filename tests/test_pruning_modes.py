@@ -136,7 +136,10 @@ def test_neuron_removal_is_validated(breast_cancer):
 
 def test_initial_schedule_freezes_masks_from_untrained_weights(breast_cancer):
     X_train, _, y_train, _ = breast_cancer
-    model = NeuralNetClassifier(hidden_layer_sizes=(8,), pruning="initial", pruning_budget="count", max_epochs=5, random_state=0)
+    model = NeuralNetClassifier(
+        hidden_layer_sizes=(8,), pruning="initial", pruning_budget="count", n_hidden_neurons_multiplier=1,
+        max_epochs=5, random_state=0,
+    )
     model.fit(X_train, y_train)
     sparsity = model.history[:, "sparsity"]
     assert sparsity[0] > 0 and len(set(np.round(sparsity, 6))) == 1  # pruned from the start, never changes
@@ -177,9 +180,10 @@ def test_default_input_bits_take_the_free_extra_bit_and_fix_iris(iris, breast_ca
 def test_count_budget_uses_the_first_layers_own_omega(breast_cancer):
     X_train, _, y_train, _ = breast_cancer
     model = NeuralNetClassifier(
-        hidden_layer_sizes=(8,), n_input_bits=5, pruning_budget="count", max_epochs=10, random_state=0
+        hidden_layer_sizes=(8,), n_input_bits=5, pruning_budget="count", n_hidden_neurons_multiplier=1,
+        max_epochs=10, random_state=0,
     ).fit(X_train, y_train)
-    first_k = omega(10, 3, 5)  # 1023 // (7 * 31) = 4
+    first_k = omega(10, 3, 5)  # 1023 // (7 * 31) = 4: the cap at multiplier 1
     assert model.pruning_report_[0]["k"] == first_k
     assert model.pruning_report_[0]["max_nonzero"] <= first_k
     with pytest.raises(ValueError, match="n_input_bits must be a positive integer"):
