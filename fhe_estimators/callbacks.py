@@ -1,4 +1,5 @@
-"""The skorch callbacks every estimator trains with: per-neuron pruning and training scores.
+"""The skorch callbacks every estimator trains with: per-neuron pruning and training scores
+(and, with ``pruning_budget="l1"``, the accumulator-aware projection).
 
 :class:`~fhe_estimators.pruning.PerNeuronPruning` (in ``pruning.py``, usable by any skorch
 net) is configured here from the estimator's parameters; :class:`TrainingScore` records
@@ -13,6 +14,7 @@ import torch
 from sklearn.metrics import r2_score
 from skorch.utils import data_from_dataset
 
+from .accumulator_aware import AccumulatorAwareProjection
 from .pruning import PerNeuronPruning
 
 
@@ -54,5 +56,13 @@ def pruning_callback(estimator) -> PerNeuronPruning:
 
 
 def fhe_callbacks(estimator) -> list[tuple[str, skorch.callbacks.Callback]]:
-    """The callbacks added to skorch's defaults, by name: ``pruning`` and ``train_score``."""
-    return [("pruning", pruning_callback(estimator)), ("train_score", TrainingScore())]
+    """The callbacks added to skorch's defaults, by name: ``pruning`` and ``train_score``.
+
+    With ``pruning_budget="l1"``, ``accumulator_aware`` too: after every optimizer step it
+    scales each neuron's weights down until its exact worst case fits the accumulator
+    budget in force (``accumulator_budget_``, read at each step).
+    """
+    callbacks = [("pruning", pruning_callback(estimator))]
+    if estimator.pruning_budget == "l1":
+        callbacks.append(("accumulator_aware", AccumulatorAwareProjection()))
+    return [*callbacks, ("train_score", TrainingScore())]

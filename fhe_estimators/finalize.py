@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .accumulator_aware import project_module
 from .budget import (
     accumulator_bounds,
     enforce_accumulator_budget,
@@ -64,9 +65,19 @@ def keep_counts(
     ``floor(multiplier × Ω)`` (Ω from the layer's input bits) caps every
     neuron in every mode, the rule of Concrete ML's pruning page; "exact"
     keeps fewer where the exact worst case of that many would overflow.
+
+    "l1" (accumulator-aware) keeps the cap too, and first scales each
+    overflowing neuron's weights down until its exact worst case fits
+    ``accumulator_budget`` (:func:`accumulator_aware.project_module`, the
+    projection its training callback applies after every step). Doing it
+    here as well means a budget set since the last step (the search's
+    narrower candidates, ``_set_accumulator_budget``) is met by smaller
+    weights at the next mask update or finalize, not by dropped ones.
     """
     caps = weight_caps(module, layer_omegas, multiplier)
-    if pruning_budget == "count":
+    if pruning_budget == "l1":
+        project_module(module, accumulator_budget)
+    if pruning_budget in ("count", "l1"):
         return [np.full(linear.out_features, cap) for linear, cap in zip(module.linears, caps)]
     return [np.minimum(counts, cap) for counts, cap in zip(exact_keep_counts(module, accumulator_budget), caps)]
 

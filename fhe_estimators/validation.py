@@ -19,8 +19,10 @@ from .budget import check_positive_int, omega
 from .pruning import PRUNING_SCHEDULES
 
 #: How many weights a neuron keeps: "count" keeps multiplier × Ω; "exact" keeps its largest
-#: weights as long as their exact integer worst case fits n_accum_bits.
-PRUNING_BUDGETS = ("exact", "count")
+#: weights as long as their exact integer worst case fits n_accum_bits; "l1" keeps multiplier × Ω
+#: and trains accumulator-aware (A2Q-style): each neuron's weights are scaled down after every
+#: optimizer step until its exact worst case fits (see fhe_estimators/accumulator_aware.py).
+PRUNING_BUDGETS = ("exact", "count", "l1")
 
 
 def validate_hyperparameters(estimator) -> None:
@@ -45,8 +47,12 @@ def validate_hyperparameters(estimator) -> None:
         raise ValueError(f"n_hidden_neurons_multiplier must be a number > 0, got {multiplier!r}.")
     if estimator.pruning not in PRUNING_SCHEDULES:
         raise ValueError(f"pruning must be one of {PRUNING_SCHEDULES}, got {estimator.pruning!r}.")
-    if estimator.pruning_budget not in PRUNING_BUDGETS:
-        raise ValueError(f"pruning_budget must be one of {PRUNING_BUDGETS}, got {estimator.pruning_budget!r}.")
+    if not isinstance(estimator.pruning_budget, str) or estimator.pruning_budget not in PRUNING_BUDGETS:
+        raise ValueError(
+            f"pruning_budget must be one of {PRUNING_BUDGETS}, got {estimator.pruning_budget!r}: \"exact\" keeps "
+            "each neuron's largest weights whose exact worst case fits n_accum_bits, \"count\" keeps "
+            "n_hidden_neurons_multiplier × Ω, \"l1\" shrinks weights during training so they fit (A2Q-style)."
+        )
     removal = estimator.neuron_removal
     if isinstance(removal, bool) or not isinstance(removal, numbers.Real) or not 0.0 <= removal < 1.0:
         raise ValueError(f"neuron_removal must be a fraction in [0, 1), got {removal!r}.")
