@@ -26,7 +26,7 @@ test: install-test
 
 # Full benchmark (about an hour): writes benchmarks/results/RESULTS.md and pareto.png.
 bench: install-test
-	$(BIN)/fhe-estimators bench
+	$(BIN)/fhe-estimators bench --measure-pbs-costs
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

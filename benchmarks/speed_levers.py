@@ -21,19 +21,22 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV
 
 from fhe_estimators import NeuralNetClassifier
-from fhe_estimators.benchmark import PBSCostProbe, _measure_compiled, describe_environment, load_split, measure_builtin
+from fhe_estimators.benchmark import _measure_compiled, describe_environment, load_split, measure_builtin
+from fhe_estimators.pbs_costs import load_pbs_costs
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 RESULTS = Path(__file__).parent / "results" / "speed_levers.md"
 BUDGET = {"n_w_bits": 3, "n_a_bits": 3, "n_accum_bits": 10}
+#: The levers one by one, from the defaults before issue 12 (no automatic tightening, Concrete's p_error).
+BEFORE = {"tighten": False, "p_error": None}
 N_SAMPLES = 3
 
 
 def tightest_accumulator(X_train, y_train) -> tuple[int, dict]:
     """Smallest n_accum_bits ≤ 10 whose 3-fold FHE-simulated CV accuracy is within 0.01 of the best."""
     search = GridSearchCV(
-        NeuralNetClassifier(**BUDGET, fhe="simulate", random_state=0),
+        NeuralNetClassifier(**BUDGET, **BEFORE, fhe="simulate", random_state=0),
         {"n_accum_bits": [6, 7, 8, 9, 10]},
         cv=3,
         n_jobs=2,
@@ -46,7 +49,7 @@ def tightest_accumulator(X_train, y_train) -> tuple[int, dict]:
 def main():
     split = load_split("breast_cancer")
     X_train, _, y_train, _ = split
-    probe = PBSCostProbe()
+    costs = load_pbs_costs()
     tight_bits, cv_scores = tightest_accumulator(X_train, y_train)
     print(f"CV (FHE-simulated) accuracy per n_accum_bits: {cv_scores}; chosen {tight_bits}", flush=True)
 
@@ -73,11 +76,11 @@ def main():
             "p_error": 0.01,
         },
     }
-    rows = [measure_builtin("breast_cancer", "classification", "(3,3,10)", split, N_SAMPLES, probe, epochs=100)]
+    rows = [measure_builtin("breast_cancer", "classification", "(3,3,10)", split, N_SAMPLES, costs, epochs=100)]
     print(rows[-1], flush=True)
     for name, params in variants.items():
-        model = NeuralNetClassifier(**{**BUDGET, **params}, random_state=0)
-        rows.append(_measure_compiled(model, name, "breast_cancer", "classification", "(3,3,10)", split, y_train, None, N_SAMPLES, probe))
+        model = NeuralNetClassifier(**{**BUDGET, **BEFORE, **params}, random_state=0)
+        rows.append(_measure_compiled(model, name, "breast_cancer", "classification", "(3,3,10)", split, y_train, None, N_SAMPLES, costs))
         print(rows[-1], flush=True)
 
     anchor = rows[0].latency_s

@@ -15,7 +15,6 @@ import platform
 import statistics
 import time
 import warnings
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -30,13 +29,13 @@ DATASETS = {
 }
 #: (n_w_bits, n_a_bits, n_accum_bits); None means "each library's own defaults".
 BUDGETS = {"(3,3,10)": (3, 3, 10), "(4,4,12)": (4, 4, 12), "defaults": None}
-MODELS = ("fhe_estimators", "Concrete ML built-in", "float MLP (sklearn)")
-#: PBS timed per bit-width: a vector this long, run this many times.
-PBS_PROBE_SIZE, PBS_PROBE_RUNS = 64, 3  # long enough to amortize per-run overhead
-PBS_P_ERROR = 2**-40  # Concrete ML's default p_error, used by both libraries' compiles
-#: Circuits wider than this are simulated but not executed: at 11+ bits and p_error 2^-40 key
-#: generation alone takes tens of minutes and over 10 GB on a 2-core, 24 GB machine.
-MAX_EXECUTED_BIT_WIDTH = 10
+MODELS = ("fhe_estimators", "Concrete ML built-in", "float MLP (sklearn)", "fhe_estimators, search off")
+#: Concrete ML's built-in network is simulated but not executed beyond this width: its 11-bit
+#: default circuits need tens of minutes and over 10 GB for their keys at p_error 2^-40 on a
+#: 2-core, 24 GB machine. Ours are always executed.
+BUILTIN_MAX_EXECUTED_BITS = 10
+#: The budget at which ours also runs with the search off (fit time and score, simulated only).
+SEARCH_OFF_BUDGET = "(3,3,10)"
 
 
 @dataclass
@@ -54,10 +53,11 @@ class Measurement:
     pbs_count: int | None = None
     pbs_per_bit_width: dict = field(default_factory=dict)
     keygen_s: float | None = None
-    evaluation_key_mb: float | None = None  # bootstrap + keyswitch keys, as Concrete sizes them
+    pbs_by_parameters: list = field(default_factory=list)  # [{parameters, count, width, seconds_per_pbs}]
+    evaluation_key_mb: float | None = None  # serialized evaluation keys (what a client uploads)
     predicted_latency_s: float | None = None  # the cost model's prediction, before compiling (ours only)
     latency_s: float | None = None  # median encrypt + run + decrypt, per sample
-    floor_s: float | None = None  # Σ PBS count × measured cost of one PBS at its equivalent width
+    floor_s: float | None = None  # Σ PBS count × this machine's cost of one PBS with its parameters
     execute_matches_simulate: bool | None = None
     note: str = ""
 
@@ -85,86 +85,6 @@ def _score(task: str, y_true, y_pred) -> float:
     return float(accuracy_score(y_true, y_pred) if task == "classification" else r2_score(y_true, np.ravel(y_pred)))
 
 
-def _parameter_key(parameter) -> tuple[int, int, int, int]:
-    """What sets a PBS's cost: polynomial size, GLWE dimension, decomposition level and base."""
-    values = [getattr(parameter, name) for name in ("polynomial_size", "glwe_dimension", "level", "base_log")]
-    return tuple(int(value() if callable(value) else value) for value in values)
-
-
-def _cost_proxy(key: tuple[int, int, int, int]) -> float:
-    polynomial_size, glwe_dimension, level, _ = key
-    return level * (glwe_dimension + 1) ** 2 * polynomial_size * np.log2(polynomial_size)
-
-
-class PBSCostProbe:
-    """Seconds per PBS at each bit-width, and which bit-width each circuit's PBS amount to.
-
-    A circuit's PBS do not all cost what their graph bit-width suggests: after Concrete ML's
-    accumulator rounding, a 9-bit table lookup runs with the keys of a much smaller one. What
-    sets the cost is the crypto parameter set Concrete chose for it. So each PBS is attributed
-    to the bit-width whose lone table lookup (same p_error) compiles to the same parameters (or
-    the closest in cost), and that lone lookup is what gets timed.
-    """
-
-    #: Bit-widths whose lone table lookup is compiled (cheap) to learn its parameters; a
-    #: 10-bit lone lookup's keys take longer to make than this benchmark should.
-    WIDTHS = tuple(range(1, 10))
-
-    def __init__(self):
-        self.seconds: dict[int, float] = {}
-        self._parameters: dict[int, tuple] | None = None
-
-    def pbs_per_bit_width(self, circuit) -> Counter:
-        """The circuit's PBS count per equivalent bit-width."""
-        counts: Counter = Counter()
-        per_parameter = circuit.statistics.get("programmable_bootstrap_count_per_parameter", {})
-        for parameter, count in per_parameter.items():
-            counts[self.equivalent_width(_parameter_key(parameter))] += int(count)
-        return counts
-
-    def equivalent_width(self, key: tuple) -> int:
-        if self._parameters is None:
-            self._parameters = {width: _parameter_key(self._compile(width).statistics[
-                "programmable_bootstrap_count_per_parameter"].popitem()[0]) for width in self.WIDTHS}
-        exact = [width for width, probe_key in self._parameters.items() if probe_key == key]
-        if exact:
-            return exact[0]
-        return min(self._parameters, key=lambda width: abs(np.log(_cost_proxy(self._parameters[width]) / _cost_proxy(key))))
-
-    def cost(self, bit_width: int) -> float:
-        if bit_width not in self.seconds:
-            self.seconds[bit_width] = self._measure(bit_width)
-        return self.seconds[bit_width]
-
-    @staticmethod
-    def _compile(bit_width: int):
-        from concrete import fhe
-
-        modulus = 2**bit_width
-
-        @fhe.compiler({"x": "encrypted"})
-        def lookup(x):
-            return fhe.univariate(lambda v: (v * 5 + 3) % modulus)(x)
-
-        rng = np.random.default_rng(0)
-        inputset = [np.full(PBS_PROBE_SIZE, v) for v in (0, modulus - 1)]
-        inputset += [rng.integers(0, modulus, PBS_PROBE_SIZE) for _ in range(8)]
-        # Concrete ML's default error probability per PBS, as in every compiled model here.
-        return lookup.compile(inputset, p_error=PBS_P_ERROR, global_p_error=None)
-
-    def _measure(self, bit_width: int) -> float:
-        circuit = self._compile(bit_width)
-        circuit.keygen()
-        sample = np.random.default_rng(1).integers(0, 2**bit_width, PBS_PROBE_SIZE)
-        encrypted = circuit.encrypt(sample)
-        times = []
-        for _ in range(PBS_PROBE_RUNS):
-            start = time.perf_counter()
-            circuit.run(encrypted)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) / PBS_PROBE_SIZE
-
-
 def _encrypted_latency(quantized_module, X: np.ndarray, n_samples: int):
     """Key generation seconds, median per-sample latency, and whether execute equals simulate."""
     from . import fhe as fhe_backend
@@ -179,26 +99,28 @@ def _encrypted_latency(quantized_module, X: np.ndarray, n_samples: int):
     return keygen_s, statistics.median(times), all(matches)
 
 
-def _fhe_measurement(base: dict, quantized_module, X_test, n_samples: int, probe: PBSCostProbe) -> Measurement:
-    circuit = quantized_module.fhe_circuit
-    per_width = probe.pbs_per_bit_width(circuit)
-    statistics = circuit.statistics
+def _fhe_measurement(base: dict, quantized_module, X_test, n_samples: int, costs) -> Measurement:
+    """Circuit size, keys, encrypted latency and its floor, priced with this machine's PBS table."""
+    from .cost import measured_cost
+
+    measured = measured_cost(quantized_module, costs)
     size = dict(
-        max_bit_width=int(circuit.graph.maximum_integer_bit_width()),
-        pbs_count=int(statistics.get("programmable_bootstrap_count", 0)),
-        pbs_per_bit_width=dict(sorted(per_width.items())),
-        evaluation_key_mb=(statistics.get("size_of_bootstrap_keys", 0) + statistics.get("size_of_keyswitch_keys", 0)) / 1e6,
+        max_bit_width=measured["max_bit_width"],
+        pbs_count=measured["pbs_count"],
+        pbs_per_bit_width=measured["pbs_by_width"],
+        pbs_by_parameters=measured["pbs_by_parameters"],
+        floor_s=measured["floor_s"],
     )
-    if size["max_bit_width"] > MAX_EXECUTED_BIT_WIDTH:
-        note = f"not executed: {size['max_bit_width']}-bit circuit (> {MAX_EXECUTED_BIT_WIDTH}, keys too slow to make here)"
+    if base["model"] == MODELS[1] and size["max_bit_width"] > BUILTIN_MAX_EXECUTED_BITS:
+        note = f"not executed: {size['max_bit_width']}-bit circuit (> {BUILTIN_MAX_EXECUTED_BITS}, keys too slow to make here)"
         return Measurement(**base, **size, note=note)
     keygen_s, latency_s, matches = _encrypted_latency(quantized_module, X_test, n_samples)
     return Measurement(
         **base,
         **size,
         keygen_s=keygen_s,
+        evaluation_key_mb=len(quantized_module.fhe_circuit.keys.evaluation.serialize()) / 1e6,
         latency_s=latency_s,
-        floor_s=sum(count * probe.cost(width) for width, count in per_width.items()),
         execute_matches_simulate=matches,
     )
 
@@ -222,7 +144,7 @@ def _timed(call) -> float:
     return time.perf_counter() - start
 
 
-def _measure_compiled(model, model_name, dataset, task, budget, split, y_fit, compile_X, n_samples, probe) -> Measurement:
+def _measure_compiled(model, model_name, dataset, task, budget, split, y_fit, compile_X, n_samples, costs) -> Measurement:
     """Fit, compile (on ``compile_X``, or the model's own choice when None), score, execute."""
     X_train, X_test, _, y_test = split
     fit_s = _timed(lambda: model.fit(X_train, y_fit))
@@ -236,21 +158,21 @@ def _measure_compiled(model, model_name, dataset, task, budget, split, y_fit, co
         fit_s=fit_s,
         compile_s=compile_s,
     )
-    return _fhe_measurement(base, model.quantized_module_, X_test, n_samples, probe)
+    return _fhe_measurement(base, model.quantized_module_, X_test, n_samples, costs)
 
 
-def measure_ours(dataset, task, budget, split, n_samples, probe) -> Measurement:
+def measure_ours(dataset, task, budget, split, n_samples, costs) -> Measurement:
     from . import NeuralNetClassifier, NeuralNetRegressor
 
     bits = parse_budget(budget)
     bits = {} if bits is None else dict(zip(("n_w_bits", "n_a_bits", "n_accum_bits"), bits))
     model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(random_state=0, **bits)
-    row = _measure_compiled(model, MODELS[0], dataset, task, budget, split, split[2], None, n_samples, probe)
+    row = _measure_compiled(model, MODELS[0], dataset, task, budget, split, split[2], None, n_samples, costs)
     row.predicted_latency_s = float(model.fhe_cost_.latency_s)
     return row
 
 
-def measure_builtin(dataset, task, budget, split, n_samples, probe, epochs: int) -> Measurement:
+def measure_builtin(dataset, task, budget, split, n_samples, costs, epochs: int) -> Measurement:
     """Concrete ML's own network at the same bits and epochs (its defaults for "defaults")."""
     from concrete.ml.sklearn import NeuralNetClassifier, NeuralNetRegressor
 
@@ -261,7 +183,26 @@ def measure_builtin(dataset, task, budget, split, n_samples, probe, epochs: int)
         params.update(module__n_w_bits=n_w, module__n_a_bits=n_a, module__n_accum_bits=n_accum, max_epochs=epochs)
     y_fit = split[2] if task == "classification" else split[2].astype(np.float32).reshape(-1, 1)
     model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(**params)
-    return _measure_compiled(model, MODELS[1], dataset, task, budget, split, y_fit, split[0], n_samples, probe)
+    return _measure_compiled(model, MODELS[1], dataset, task, budget, split, y_fit, split[0], n_samples, costs)
+
+
+def measure_search_off(dataset, task, budget, split) -> Measurement:
+    """Ours with ``tighten=False`` and Concrete's p_error (the defaults before the search):
+    fit time and FHE-simulated score only, the reference for what the search costs and keeps."""
+    from . import NeuralNetClassifier, NeuralNetRegressor
+
+    bits = dict(zip(("n_w_bits", "n_a_bits", "n_accum_bits"), parse_budget(budget)))
+    model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(
+        random_state=0, tighten=False, p_error=None, **bits
+    )
+    X_train, X_test, y_train, y_test = split
+    fit_s = _timed(lambda: model.fit(X_train, y_train))
+    compile_s = _timed(model.compile)
+    row = Measurement(dataset, budget, MODELS[3], _score(task, y_test, model.predict(X_test)), fit_s)
+    row.simulated_score = _score(task, y_test, model.predict(X_test, fhe="simulate"))
+    row.compile_s, row.pbs_count = compile_s, model.circuit_report_.pbs_count
+    row.max_bit_width, row.predicted_latency_s = model.circuit_report_.max_bit_width, float(model.fhe_cost_.latency_s)
+    return row
 
 
 def measure_float(dataset, task, split) -> Measurement:
@@ -273,12 +214,12 @@ def measure_float(dataset, task, split) -> Measurement:
     return Measurement(dataset, "float", MODELS[2], _score(task, y_test, model.predict(X_test)), fit_s)
 
 
-def run_benchmark(
-    datasets=tuple(DATASETS), budgets=tuple(BUDGETS), n_samples: int = 3, log=print
-) -> tuple[list[Measurement], dict[int, float]]:
-    """Every model on every data set and budget; returns the rows and the PBS cost per bit-width."""
+def run_benchmark(datasets=tuple(DATASETS), budgets=tuple(BUDGETS), n_samples: int = 3, log=print, costs=None) -> list[Measurement]:
+    """Every model on every data set and budget; floors priced with ``costs`` (default: this machine's table)."""
+    from .pbs_costs import load_pbs_costs
+
     warnings.filterwarnings("ignore")
-    probe = PBSCostProbe()
+    costs = load_pbs_costs() if costs is None else costs
     rows: list[Measurement] = []
     for dataset in datasets:
         task = DATASETS[dataset]
@@ -286,12 +227,15 @@ def run_benchmark(
         rows.append(measure_float(dataset, task, split))
         log(_one_line(rows[-1]))
         for budget in budgets:
-            ours = measure_ours(dataset, task, budget, split, n_samples, probe)
+            ours = measure_ours(dataset, task, budget, split, n_samples, costs)
             rows.append(ours)
             log(_one_line(ours))
-            rows.append(measure_builtin(dataset, task, budget, split, n_samples, probe, epochs=100))
+            rows.append(measure_builtin(dataset, task, budget, split, n_samples, costs, epochs=100))
             log(_one_line(rows[-1]))
-    return rows, dict(sorted(probe.seconds.items()))
+            if budget == SEARCH_OFF_BUDGET:
+                rows.append(measure_search_off(dataset, task, budget, split))
+                log(_one_line(rows[-1]))
+    return rows
 
 
 def _one_line(row: Measurement) -> str:
@@ -304,6 +248,8 @@ def _one_line(row: Measurement) -> str:
             f"  keys {row.evaluation_key_mb:.0f} MB  keygen {row.keygen_s:.1f} s  latency {row.latency_s:.2f} s"
             f" (predicted {_fmt(row.predicted_latency_s, '.2f')} s, floor {row.floor_s:.2f} s)"
         )
+    elif row.simulated_score is not None:
+        text += f"  simulated {row.simulated_score:.3f}  max bits {row.max_bit_width}  PBS {row.pbs_count}  fit {row.fit_s:.1f} s"
     return text
 
 
@@ -323,15 +269,22 @@ def describe_environment() -> str:
     return f"{env['cpus']} CPUs ({env['processor']}); {versions}"
 
 
-def results_markdown(rows: list[Measurement], pbs_costs: dict[int, float], n_samples: int) -> str:
+def pbs_seconds_used(rows: list[Measurement]) -> dict[str, float]:
+    """Seconds per PBS of every parameter set the rows' circuits use, "N,k,level,base,n" -> s."""
+    used = {",".join(map(str, entry["parameters"])): entry["seconds_per_pbs"] for row in rows for entry in row.pbs_by_parameters}
+    return dict(sorted(used.items(), key=lambda item: item[1]))
+
+
+def results_markdown(rows: list[Measurement], costs_source: str, n_samples: int) -> str:
     lines = [
         "# Benchmark: fhe_estimators vs Concrete ML's built-in networks vs a float MLP",
         "",
         f"Measured in one run of `fhe-estimators bench` on {describe_environment()}"
         + f". Encrypted latency: median of {n_samples} samples (encrypt + run + decrypt).",
-        "Scores are accuracy (R² for diabetes) on the test split. Each PBS of a circuit counts at the "
-        "bit-width whose lone table lookup Concrete compiles to the same crypto parameters (p_error 2^-40); "
-        "floor = Σ PBS × the measured cost of one PBS at that width.",
+        "Scores are accuracy (R² for diabetes) on the test split. Eval keys: serialized evaluation keys "
+        "(what a client uploads). Predicted latency: the cost model's, at fit, before compiling. "
+        "Floor = Σ PBS × this machine's seconds per PBS for the crypto parameters Concrete chose "
+        f"(PBS cost table: {costs_source}).",
         "",
         "| data set | budget (w,a,acc) | model | clear | FHE-simulated | fit s | compile s | max bits | PBS "
         "| eval keys MB | keygen s | predicted latency s | latency s | floor s | latency / floor | execute = simulate |",
@@ -349,8 +302,9 @@ def results_markdown(rows: list[Measurement], pbs_costs: dict[int, float], n_sam
     notes = [f"- {row.dataset} {row.budget} {row.model}: {row.note}" for row in rows if row.note]
     if notes:
         lines += ["", *notes]
-    lines += ["", "Cost of one PBS by bit-width (lone table lookup, this machine, this run):", "", "| bit-width | ms per PBS |", "|---|---|"]
-    lines += [f"| {width} | {seconds * 1000:.1f} |" for width, seconds in pbs_costs.items()]
+    lines += ["", "Cost of one PBS per crypto parameter set used (N, k, level, base log, n; from the table above):", "",
+              "| parameters | ms per PBS |", "|---|---|"]
+    lines += [f"| {key} | {seconds * 1000:.1f} |" for key, seconds in pbs_seconds_used(rows).items()]
     return "\n".join(lines) + "\n"
 
 
@@ -402,10 +356,13 @@ def bench(
     datasets=None,
     samples: int | None = None,
     budgets=None,
+    measure_costs: bool = False,
 ) -> Path:
     """Run the benchmark and write RESULTS.md, results.json and pareto.png to ``out_dir``.
 
     ``quick``: one encrypted sample and only the (3,3,10) budget (unless ``budgets`` says otherwise).
+    ``measure_costs``: measure this machine's PBS cost table first when it has none cached
+    (``make bench`` does), so floors and predictions are this machine's.
     """
     unknown = set(datasets or ()) - set(DATASETS)
     if unknown:
@@ -414,12 +371,23 @@ def bench(
     for budget in budgets:
         parse_budget(budget)
     n_samples = samples or (1 if quick else 3)
-    rows, pbs_costs = run_benchmark(tuple(datasets or DATASETS), budgets, n_samples)
+    costs = _pbs_costs(measure_costs)
+    rows = run_benchmark(tuple(datasets or DATASETS), budgets, n_samples, costs=costs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "RESULTS.md").write_text(results_markdown(rows, pbs_costs, n_samples))
-    (out / "results.json").write_text(
-        json.dumps({"environment": environment(), "pbs_seconds": pbs_costs, "rows": [asdict(r) for r in rows]}, indent=1)
-    )
+    (out / "RESULTS.md").write_text(results_markdown(rows, costs.source, n_samples))
+    payload = {"environment": environment(), "pbs_costs": costs.source, "pbs_seconds": pbs_seconds_used(rows)}
+    (out / "results.json").write_text(json.dumps({**payload, "rows": [asdict(r) for r in rows]}, indent=1))
     pareto_plot(rows, out / "pareto.png")
     return out / "RESULTS.md"
+
+
+def _pbs_costs(measure: bool):
+    """This machine's PBS cost table; with ``measure``, measured first if it has none (minutes)."""
+    from .pbs_costs import load_pbs_costs, measure_pbs_costs
+
+    costs = load_pbs_costs()
+    if measure and costs.source == "fallback":
+        print("Measuring this machine's PBS costs once (cached for later runs; about 10 minutes)...", flush=True)
+        costs = measure_pbs_costs()
+    return costs

@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--samples", type=int, help="encrypted samples per model (default 3, 1 with --quick)")
     bench_parser.add_argument("--budgets", nargs="+", help="'(3,3,10)', '(4,4,12)', 'defaults' or 'n_w,n_a,n_accum'")
     bench_parser.add_argument("--out", default="benchmarks/results", help="directory for RESULTS.md and pareto.png")
+    bench_parser.add_argument(
+        "--measure-pbs-costs", action="store_true", help="measure this machine's PBS cost table first if none is cached"
+    )
     args = parser.parse_args(argv)  # bad arguments: argparse prints usage and exits with status 2
     warnings.filterwarnings("ignore")
     try:
@@ -128,7 +131,15 @@ def run_command(args: argparse.Namespace) -> int:
         return demo(args.samples)
     from .benchmark import bench
 
-    print(f"Results written to {bench(args.out, quick=args.quick, datasets=args.datasets, samples=args.samples, budgets=args.budgets)}")
+    results = bench(
+        args.out,
+        quick=args.quick,
+        datasets=args.datasets,
+        samples=args.samples,
+        budgets=args.budgets,
+        measure_costs=args.measure_pbs_costs,
+    )
+    print(f"Results written to {results}")
     return 0
 
 

@@ -10,7 +10,7 @@ and predicts, in milliseconds and without compiling:
   a circuit (see "Which parameters" below; an approximation);
 * from those, the encrypted latency per sample, the key generation time and the size of
   the evaluation keys, using a per-machine table of measured PBS costs
-  (:func:`measure_pbs_costs`, cached; :data:`FALLBACK_COSTS` until then).
+  (:func:`measure_pbs_costs`, cached; :data:`FALLBACK_PATH` until then).
 
 PBS count law (Concrete ML 1.9.0, concrete-python 2.10.0). Only hidden layers cost PBS:
 the model input is quantized in the clear and the output Gemm returns its integer
@@ -63,8 +63,8 @@ import numpy as np
 
 from .budget import accumulator_bounds, signed_bit_width
 from .pbs_costs import (  # noqa: F401  (the calibration API, importable from here too)
-    DEFAULT_P_ERROR,
-    FALLBACK_COSTS,
+    CONCRETE_P_ERROR,
+    FALLBACK_PATH,
     MB,
     ParameterCost,
     PBSCosts,
@@ -279,7 +279,7 @@ class FHECost:
     accumulator_bits: list[int] = field(default_factory=list)
     lsbs_removed: list[int] = field(default_factory=list)
     rounding_threshold_bits: Any = None
-    p_error: float = DEFAULT_P_ERROR
+    p_error: float = CONCRETE_P_ERROR
     groups: list[PBSGroup] = field(default_factory=list)
     partitions: list[Partition] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -378,7 +378,7 @@ def estimate_cost(
         model_p_error = p_error
     if X is not None:
         calibration = np.concatenate([np.asarray(X, dtype=np.float32), module.extreme_inputs()])
-    p = DEFAULT_P_ERROR if model_p_error is None else float(model_p_error)
+    p = CONCRETE_P_ERROR if model_p_error is None else float(model_p_error)
     costs = load_pbs_costs() if costs is None else costs
     notes: list[str] = []
     plan = plan_circuit(module, ranges, rounding_threshold_bits=rounding, calibration=calibration, notes=notes)
@@ -436,7 +436,7 @@ def estimate_cost(
 # ---------------------------------------------------------------------------------------------
 # What a compiled circuit actually has
 # ---------------------------------------------------------------------------------------------
-def equivalent_width(key: Sequence[int], costs: PBSCosts | None = None, p_error: float = DEFAULT_P_ERROR) -> int:
+def equivalent_width(key: Sequence[int], costs: PBSCosts | None = None, p_error: float = CONCRETE_P_ERROR) -> int:
     """The lookup width a parameter set serves: the narrowest staircase holding it
     (same polynomial size, GLWE dimension, level and base; else same N and k; else closest
     complexity). The bit-isolating PBS of exact rounding come out as 1."""
@@ -452,6 +452,23 @@ def equivalent_width(key: Sequence[int], costs: PBSCosts | None = None, p_error:
     return max(1, int(round(math.log2(polynomial_size * glwe_dimension))) - 7)
 
 
+def seconds_per_pbs(key: Sequence[int], costs: PBSCosts) -> float:
+    """Seconds of one PBS with parameters ``key`` (N, k, level, base_log, n) on the table's machine:
+    the table's set with the same key, else its family (same N, k, level, base_log) scaled by
+    the LWE dimension, else the set closest in (N·k, level)."""
+    key = tuple(int(v) for v in key)
+    for parameter in costs.parameters:
+        if parameter.key == key:
+            return parameter.seconds
+    family = [p for p in costs.parameters if p.key[:4] == key[:4]]
+    if family:
+        closest = min(family, key=lambda p: abs(p.key[4] - key[4]))
+        return closest.seconds * key[4] / closest.key[4]
+    size = key[0] * key[1] * key[2]
+    closest = min(costs.parameters, key=lambda p: abs(math.log(p.key[0] * p.key[1] * p.key[2] / size)))
+    return closest.seconds * size / (closest.key[0] * closest.key[1] * closest.key[2])
+
+
 def measured_cost(quantized_module, costs: PBSCosts | None = None) -> dict:
     """What the compiled circuit of ``quantized_module`` has: PBS by parameter set and by
     equivalent width, key sizes (uncompressed, MB, from ``circuit.statistics``), widths."""
@@ -460,7 +477,7 @@ def measured_cost(quantized_module, costs: PBSCosts | None = None) -> dict:
     circuit = quantized_module.fhe_circuit
     stats = circuit.statistics
     requested = getattr(getattr(circuit, "configuration", None), "p_error", None)
-    p_error = DEFAULT_P_ERROR if requested is None else float(requested)
+    p_error = CONCRETE_P_ERROR if requested is None else float(requested)
     costs = load_pbs_costs() if costs is None else costs
     per_parameter, by_width = [], {}
     for param, count in stats.get("programmable_bootstrap_count_per_parameter", {}).items():
@@ -469,7 +486,7 @@ def measured_cost(quantized_module, costs: PBSCosts | None = None) -> dict:
             for v in (param.polynomial_size, param.glwe_dimension, param.level, param.base_log, param.input_lwe_dimension)
         )
         width = equivalent_width(key, costs, p_error)
-        per_parameter.append({"parameters": key, "count": int(count), "width": width})
+        per_parameter.append({"parameters": key, "count": int(count), "width": width, "seconds_per_pbs": seconds_per_pbs(key, costs)})
         by_width[width] = by_width.get(width, 0) + int(count)
     return {
         "pbs_count": int(stats.get("programmable_bootstrap_count", 0)),
@@ -480,6 +497,9 @@ def measured_cost(quantized_module, costs: PBSCosts | None = None) -> dict:
         "bootstrap_key_mb": float(stats.get("size_of_bootstrap_keys", 0)) / MB,
         "keyswitch_key_mb": float(stats.get("size_of_keyswitch_keys", 0)) / MB,
         "complexity": float(stats.get("complexity", 0.0)),
+        # Σ PBS × the table's seconds for its parameter set: what the circuit cannot run faster than.
+        "floor_s": sum(entry["count"] * entry["seconds_per_pbs"] for entry in per_parameter),
+        "table": costs.source,
         "p_error": p_error,  # as requested (the circuit's achieved one is circuit.p_error)
     }
 

@@ -31,6 +31,7 @@ from skorch.dataset import Dataset
 from torch.utils.data import DataLoader
 
 from . import fhe as fhe_backend
+from .fhe import DEFAULT_P_ERROR
 from . import finalize, search, validation
 from .budget import default_input_bits, omega
 from .cost import estimate_cost
@@ -446,7 +447,10 @@ class _FHEMixin:
         self._check_fitted()
         mode = fhe_backend.check_fhe_mode(self.fhe if fhe is None else fhe)
         X = self._validate_X(X, reset=False)
-        if mode != "disable" and not hasattr(self, "quantized_module_"):
+        # Concrete's rounding changes what the network computes: with one, the clear mode
+        # runs the compiled module too, so "disable", "simulate" and "execute" agree.
+        needs_circuit = mode != "disable" or self._default_rounding() is not None
+        if needs_circuit and not hasattr(self, "quantized_module_"):
             if self.verbose > 0:
                 print(f"{type(self).__name__}: not compiled yet, compiling on the calibration sample kept at fit.")
             self.compile()
@@ -490,10 +494,10 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         pruning_start=0.1,
         pruning_end=0.6,
         pruning_frequency=1,
-        tighten=False,
+        tighten=True,
         tighten_tolerance=0.01,
         rounding_threshold_bits=None,
-        p_error=None,
+        p_error=DEFAULT_P_ERROR,
         fhe="disable",
         n_jobs=None,
         random_state=None,
@@ -590,10 +594,10 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         pruning_start=0.1,
         pruning_end=0.6,
         pruning_frequency=1,
-        tighten=False,
+        tighten=True,
         tighten_tolerance=0.01,
         rounding_threshold_bits=None,
-        p_error=None,
+        p_error=DEFAULT_P_ERROR,
         fhe="disable",
         n_jobs=None,
         random_state=None,

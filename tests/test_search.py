@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
 from fhe_estimators.fhe import compiled_accumulator_bits
@@ -59,6 +60,29 @@ def test_the_chosen_circuit_is_cheaper_and_keeps_the_guarantee(tightened, breast
     full = [c for c in model.tightening_candidates_ if c["accumulator_bits"] == model.n_accum_bits][0]
     chosen = [c for c in model.tightening_candidates_ if c["chosen"]][0]
     assert chosen["predicted_latency_s"] <= full["predicted_latency_s"]
+    # The cost model priced the circuit that was compiled: same PBS count.
+    assert model.fhe_cost_.pbs_count == model.circuit_report_.pbs_count == chosen["pbs_count"]
+
+
+def test_the_search_is_on_by_default(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(**QUICK).fit(X_train, y_train)
+    assert model.get_params()["tighten"] is True
+    assert sum(candidate["chosen"] for candidate in model.tightening_candidates_) == 1
+    assert model.p_error == 1e-6  # the default documented in docs/cost_model.md
+
+
+def test_with_rounding_the_clear_mode_computes_what_the_circuit_does(breast_cancer):
+    # Concrete's rounding changes the network's function: fhe="disable" must not skip it.
+    X_train, X_test, y_train, _ = breast_cancer
+    rounding = {"n_bits": 4, "method": "exact"}
+    model = NeuralNetClassifier(tighten=False, rounding_threshold_bits=rounding, **QUICK).fit(X_train, y_train)
+    clear = model.predict_proba(X_test, fhe="disable")
+    assert model.compile_arguments_["rounding_threshold_bits"] == rounding  # compiled to answer
+    np.testing.assert_allclose(clear, model.predict_proba(X_test, fhe="simulate"), atol=1e-6)
+    model.module_.eval()
+    torch_outputs = model.module_(torch.from_numpy(X_test.astype(np.float32))).detach().numpy()
+    assert not np.allclose(clear, torch.softmax(torch.from_numpy(torch_outputs), dim=1).numpy(), atol=1e-3)
 
 
 def test_search_off_is_the_plain_fit(breast_cancer):
