@@ -43,6 +43,8 @@ def test_the_chosen_candidate_is_the_cheapest_within_tolerance(tightened):
     [chosen] = [candidate for candidate in candidates if candidate["chosen"]]
     best = max(candidate["holdout_score"] for candidate in candidates)
     feasible = [c for c in candidates if c["holdout_score"] >= best - tightened.tighten_tolerance]
+    confident = max(c["holdout_confidence"] for c in feasible)
+    feasible = [c for c in feasible if c["holdout_confidence"] >= confident - tightened.tighten_tolerance]
     assert chosen in feasible
     assert chosen["predicted_latency_s"] == min(c["predicted_latency_s"] for c in feasible)
     # What was chosen is what the model is: its budget and its compile-time rounding.
