@@ -275,6 +275,33 @@ def pbs_seconds_used(rows: list[Measurement]) -> dict[str, float]:
     return dict(sorted(used.items(), key=lambda item: item[1]))
 
 
+def _find(rows: list[Measurement], dataset: str, budget: str, model: str) -> Measurement | None:
+    return next((r for r in rows if r.dataset == dataset and r.budget == budget and r.model == model), None)
+
+
+def _ratio(numerator, denominator) -> float | None:
+    return None if numerator is None or not denominator else numerator / denominator
+
+
+def comparison_markdown(rows: list[Measurement]) -> list[str]:
+    """Ours against the built-in network (same budget) and against our search-off reference."""
+    lines = [
+        "| data set | budget | latency ours / built-in | predicted / measured | latency / floor "
+        "| fit s ours / search off | score ours − search off |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for ours in (r for r in rows if r.model == MODELS[0]):
+        builtin = _find(rows, ours.dataset, ours.budget, MODELS[1])
+        off = _find(rows, ours.dataset, ours.budget, MODELS[3])
+        delta = None if off is None else ours.simulated_score - off.simulated_score
+        lines.append(
+            f"| {ours.dataset} | {ours.budget} | {_fmt(_ratio(ours.latency_s, builtin and builtin.latency_s), '.2f')} "
+            f"| {_fmt(_ratio(ours.predicted_latency_s, ours.latency_s), '.2f')} | {_fmt(_ratio(ours.latency_s, ours.floor_s), '.2f')} "
+            f"| {_fmt(_ratio(ours.fit_s, off and off.fit_s), '.2f')} | {_fmt(delta, '+.3f')} |"
+        )
+    return lines
+
+
 def results_markdown(rows: list[Measurement], costs_source: str, n_samples: int) -> str:
     lines = [
         "# Benchmark: fhe_estimators vs Concrete ML's built-in networks vs a float MLP",
@@ -302,6 +329,8 @@ def results_markdown(rows: list[Measurement], costs_source: str, n_samples: int)
     notes = [f"- {row.dataset} {row.budget} {row.model}: {row.note}" for row in rows if row.note]
     if notes:
         lines += ["", *notes]
+    lines += ["", "Ratios, from the rows above (\"-\" where a row is not executed or has no search-off reference):", ""]
+    lines += comparison_markdown(rows)
     lines += ["", "Cost of one PBS per crypto parameter set used (N, k, level, base log, n; from the table above):", "",
               "| parameters | ms per PBS |", "|---|---|"]
     lines += [f"| {key} | {seconds * 1000:.1f} |" for key, seconds in pbs_seconds_used(rows).items()]
@@ -378,6 +407,16 @@ def bench(
     (out / "RESULTS.md").write_text(results_markdown(rows, costs.source, n_samples))
     payload = {"environment": environment(), "pbs_costs": costs.source, "pbs_seconds": pbs_seconds_used(rows)}
     (out / "results.json").write_text(json.dumps({**payload, "rows": [asdict(r) for r in rows]}, indent=1))
+    pareto_plot(rows, out / "pareto.png")
+    return out / "RESULTS.md"
+
+
+def redraw(out_dir: str | Path = "benchmarks/results", n_samples: int = 3) -> Path:
+    """Rewrite RESULTS.md and pareto.png from ``out_dir/results.json`` (no measurement)."""
+    out = Path(out_dir)
+    rows = measurements_from_json(out / "results.json")
+    source = json.loads((out / "results.json").read_text()).get("pbs_costs", "unknown")
+    (out / "RESULTS.md").write_text(results_markdown(rows, source, n_samples))
     pareto_plot(rows, out / "pareto.png")
     return out / "RESULTS.md"
 

@@ -52,7 +52,10 @@ def demo(n_encrypted: int = 3) -> int:
     start = time.perf_counter()
     model.fit(X_train, y_train)
     print(f"Trained on breast cancer ({len(X_train)} rows) in {time.perf_counter() - start:.1f} s")
-    print(f"\nPruning report (Ω = {model.omega_}, budget n_accum_bits = {model.n_accum_bits}):")
+    print(
+        f"\nPruning report (Ω = {model.omega_}, accumulator budget {model.accumulator_budget_} bits "
+        f"chosen within n_accum_bits = {model.n_accum_bits}):"
+    )
     print(format_pruning_report(model.pruning_report_))
     print(f"Worst-case accumulator bits per layer: {model.accumulator_bits_}")
 
@@ -110,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument(
         "--measure-pbs-costs", action="store_true", help="measure this machine's PBS cost table first if none is cached"
     )
+    bench_parser.add_argument(
+        "--redraw", action="store_true", help="only rewrite RESULTS.md and pareto.png from OUT/results.json"
+    )
     args = parser.parse_args(argv)  # bad arguments: argparse prints usage and exits with status 2
     warnings.filterwarnings("ignore")
     try:
@@ -129,8 +135,11 @@ def run_command(args: argparse.Namespace) -> int:
     """The parsed command's exit status."""
     if args.command == "demo":
         return demo(args.samples)
-    from .benchmark import bench
+    from .benchmark import bench, redraw
 
+    if args.redraw:
+        print(f"Results rewritten in {redraw(args.out, args.samples or 3)}")
+        return 0
     results = bench(
         args.out,
         quick=args.quick,

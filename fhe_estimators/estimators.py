@@ -163,7 +163,10 @@ class _FHEMixin:
         self._forget_compilation()
         if self.tighten and len(X) >= search.MIN_SAMPLES:
             # The search fits a copy and derives cheaper ones; the winner's fitted state becomes ours.
-            vars(self).update(vars(search.tighten(self, X, y, **fit_params)))
+            winner = vars(search.tighten(self, X, y, **fit_params))
+            for stale in set(vars(self)) - set(winner):  # fitted state of an earlier fit
+                delattr(self, stale)
+            vars(self).update(winner)
         else:
             self._fit_prepared(X, y, **fit_params)
             self.rounding_threshold_bits_ = self.rounding_threshold_bits

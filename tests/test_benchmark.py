@@ -32,6 +32,14 @@ def test_quick_bench_writes_results_and_pareto(tmp_path, capsys):
     markdown = (tmp_path / "RESULTS.md").read_text()
     assert "| iris | 2,2,7 | fhe_estimators |" in markdown and "CPUs" in markdown
     assert (tmp_path / "pareto.png").stat().st_size > 1000
+    # The ratio table: ours / built-in latency and predicted / measured, from the rows themselves.
+    ours, builtin = rows[MODELS[0]], rows[MODELS[1]]
+    expected = f"| iris | 2,2,7 | {ours['latency_s'] / builtin['latency_s']:.2f} | {ours['predicted_latency_s'] / ours['latency_s']:.2f} |"
+    assert expected in markdown
+    # --redraw rewrites the report from results.json alone, identically.
+    (tmp_path / "RESULTS.md").unlink()
+    assert main(["bench", "--redraw", "--samples", "1", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "RESULTS.md").read_text() == markdown
 
 
 @pytest.mark.parametrize("bad", ["3,3", "a,b,c", "0,3,10"])

@@ -7,7 +7,9 @@ from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, omega
 from fhe_estimators.budget import accumulator_bounds, fits_signed
 from fhe_estimators.estimators import AUTO_WEIGHT_DECAYS
 
-FAST = dict(max_epochs=15, random_state=0)
+# Most tests here check training and pruning at the budget given: the tightening search
+# (tests/test_search.py) is off unless a test says otherwise.
+FAST = dict(max_epochs=15, random_state=0, tighten=False)
 COUNT = dict(FAST, pruning_budget="count")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fhe_estimators.budget import omega
 from fhe_estimators.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,9 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_reports_pruning_accuracy_and_encrypted_predictions(capsys):
     assert main(["demo", "--samples", "1"]) == 0
     out = capsys.readouterr().out
-    assert "Pruning report (Ω = 20, budget n_accum_bits = 10)" in out
+    report = re.search(r"Pruning report \(Ω = (\d+), accumulator budget (\d+) bits chosen within n_accum_bits = 10\)", out)
+    omega_shown, budget = int(report.group(1)), int(report.group(2))
+    assert budget <= 10 and omega_shown == omega(budget, 3, 3)
     bits = re.search(r"Worst-case accumulator bits per layer: \[([\d, ]+)\]", out).group(1)
-    assert all(int(b) <= 10 for b in bits.split(","))
+    assert all(int(b) <= budget for b in bits.split(","))
     simulated = float(re.search(r"Accuracy in FHE simulation:\s+([\d.]+)", out).group(1))
     assert simulated >= 0.93
     encrypted, expected = re.search(r"sample 0: encrypted -> (\d) \(simulated (\d)", out).groups()

@@ -1,4 +1,7 @@
-"""Issue-3 pruning: schedule values, exact-budget mode, neuron removal, reports and plots."""
+"""Issue-3 pruning: schedule values, exact-budget mode, neuron removal, reports and plots.
+
+Every model here is pruned at the budget given, so the tightening search (tests/test_search.py) is off.
+"""
 
 import matplotlib
 
@@ -71,6 +74,7 @@ def both_budgets(breast_cancer):
     X_train, _, y_train, _ = breast_cancer
     return {
         budget: NeuralNetClassifier(
+            tighten=False,
             hidden_layer_sizes=(16,), n_accum_bits=8, n_hidden_neurons_multiplier=4, pruning_budget=budget,
             max_epochs=30, random_state=0,
         ).fit(X_train, y_train)
@@ -110,8 +114,8 @@ def test_removing_a_dead_neuron_keeps_the_function():
 
 def test_neuron_removal_shrinks_the_compiled_circuit(breast_cancer):
     X_train, X_test, y_train, y_test = breast_cancer
-    full = NeuralNetClassifier(hidden_layer_sizes=(12,), max_epochs=30, random_state=0).fit(X_train, y_train).compile()
-    slim = NeuralNetClassifier(hidden_layer_sizes=(12,), neuron_removal=0.5, max_epochs=30, random_state=0)
+    full = NeuralNetClassifier(tighten=False, hidden_layer_sizes=(12,), max_epochs=30, random_state=0).fit(X_train, y_train).compile()
+    slim = NeuralNetClassifier(tighten=False, hidden_layer_sizes=(12,), neuron_removal=0.5, max_epochs=30, random_state=0)
     slim.fit(X_train, y_train).compile()
     assert slim.module_.hidden_sizes() == [6]
     assert slim.pruning_report_[0]["neurons"] == 6 and slim.pruning_report_[0]["neurons_removed"] == 6
@@ -129,14 +133,15 @@ def test_neuron_removal_is_validated(breast_cancer):
     X_train, _, y_train, _ = breast_cancer
     for bad in (1.0, -0.1, "half"):
         with pytest.raises(ValueError, match="neuron_removal must be a fraction in \\[0, 1\\)"):
-            NeuralNetClassifier(neuron_removal=bad, max_epochs=1).fit(X_train, y_train)
+            NeuralNetClassifier(tighten=False, neuron_removal=bad, max_epochs=1).fit(X_train, y_train)
     with pytest.raises(ValueError, match="pruning_budget must be one of"):
-        NeuralNetClassifier(pruning_budget="loose", max_epochs=1).fit(X_train, y_train)
+        NeuralNetClassifier(tighten=False, pruning_budget="loose", max_epochs=1).fit(X_train, y_train)
 
 
 def test_initial_schedule_freezes_masks_from_untrained_weights(breast_cancer):
     X_train, _, y_train, _ = breast_cancer
     model = NeuralNetClassifier(
+        tighten=False,
         hidden_layer_sizes=(8,), pruning="initial", pruning_budget="count", n_hidden_neurons_multiplier=1,
         max_epochs=5, random_state=0,
     )
@@ -153,33 +158,34 @@ def test_history_and_plots(both_budgets, diabetes):
     assert len(bars) == 2 * sum(r["neurons"] for r in model.pruning_report_)
     assert plot_history(model).axes[0].get_lines()
     X_train, _, y_train, _ = diabetes
-    regressor = NeuralNetRegressor(hidden_layer_sizes=(4,), max_epochs=3, random_state=0).fit(X_train, y_train)
+    regressor = NeuralNetRegressor(tighten=False, hidden_layer_sizes=(4,), max_epochs=3, random_state=0).fit(X_train, y_train)
     assert len(regressor.history[:, "train_r2"]) == 3
     with pytest.raises(ValueError, match="fitted model"):
-        plot_pruning(NeuralNetClassifier())
+        plot_pruning(NeuralNetClassifier(tighten=False))
 
 
 def test_default_input_bits_take_the_free_extra_bit_and_fix_iris(iris, breast_cancer):
     """3-bit inputs are too coarse for iris; by default its 4 features get 4-bit inputs
     (hidden layers still 3-bit), because the unpruned first layer still fits 10 bits."""
     X_train, X_test, y_train, y_test = iris
-    model = NeuralNetClassifier(random_state=2).fit(X_train, y_train)
+    model = NeuralNetClassifier(tighten=False, random_state=2).fit(X_train, y_train)
     assert model.n_input_bits_ == 4 and model.module_.input_ranges()[0] == (-8, 7)
     assert [layer["omega"] for layer in model.pruning_report_] == [omega(10, 3, 4), omega(10, 3, 3)]
     assert max(model.accumulator_bits_) <= 10
     model.compile()
     assert model.score(X_test, y_test, fhe="simulate") >= 0.95
     # Seeds 0-4 at 3-bit inputs: 0.932 mean, 0.868 for this one; 0.974 on all five by default.
-    three_bits = NeuralNetClassifier(n_input_bits=3, random_state=2).fit(X_train, y_train)
+    three_bits = NeuralNetClassifier(tighten=False, n_input_bits=3, random_state=2).fit(X_train, y_train)
     assert three_bits.score(X_test, y_test) < model.score(X_test, y_test)
     # 30 features at 4 bits could overflow 10 bits unpruned: breast cancer keeps n_a_bits.
     X_train, _, y_train, _ = breast_cancer
-    assert NeuralNetClassifier(max_epochs=1).fit(X_train, y_train).n_input_bits_ == 3
+    assert NeuralNetClassifier(tighten=False, max_epochs=1).fit(X_train, y_train).n_input_bits_ == 3
 
 
 def test_count_budget_uses_the_first_layers_own_omega(breast_cancer):
     X_train, _, y_train, _ = breast_cancer
     model = NeuralNetClassifier(
+        tighten=False,
         hidden_layer_sizes=(8,), n_input_bits=5, pruning_budget="count", n_hidden_neurons_multiplier=1,
         max_epochs=10, random_state=0,
     ).fit(X_train, y_train)
@@ -187,4 +193,4 @@ def test_count_budget_uses_the_first_layers_own_omega(breast_cancer):
     assert model.pruning_report_[0]["k"] == first_k
     assert model.pruning_report_[0]["max_nonzero"] <= first_k
     with pytest.raises(ValueError, match="n_input_bits must be a positive integer"):
-        NeuralNetClassifier(n_input_bits=0, max_epochs=1).fit(X_train, y_train)
+        NeuralNetClassifier(tighten=False, n_input_bits=0, max_epochs=1).fit(X_train, y_train)
