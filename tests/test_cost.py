@@ -28,8 +28,7 @@ def empty_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def one_layer(iris):
     X_train, _, y_train, _ = iris
-    # A fixed two-layer net at its budget (no tightening search): the cost model's reference case.
-    return NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=8, random_state=0, tighten=False).fit(X_train, y_train)
+    return NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=8, random_state=0).fit(X_train, y_train)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +118,8 @@ def test_overrides_and_a_bare_module(two_layers):
     unknown = estimate_cost(two_layers, p_error=0.05)  # not in the table: the safer 0.01 is used, and said
     assert unknown.latency_s == cheap.latency_s and any("p_error" in note for note in unknown.notes)
     bare = estimate_cost(two_layers.module_)  # worst-case ranges: what the estimator checked
-    assert bare.accumulator_bits == default.accumulator_bits and bare.pbs_count == default.pbs_count
+    unrounded = estimate_cost(two_layers, rounding_threshold_bits=None)  # a bare module has no rounding
+    assert bare.accumulator_bits == unrounded.accumulator_bits and bare.pbs_count == unrounded.pbs_count
     with pytest.raises(ValueError, match="rounding_threshold_bits"):
         estimate_cost(two_layers, rounding_threshold_bits={"n_bits": 5, "method": "sometimes"})
     with pytest.raises(TypeError):
