@@ -48,8 +48,6 @@ NEURON_FRACTIONS = (0.5, 0.75)
 #: does not reproduce), and ``predict(fhe="simulate")`` must tell the truth about
 #: ``"execute"``. Users may still ask for approximate rounding in ``rounding_threshold_bits``.
 ROUNDINGS = ({"n_bits": 6, "method": "exact"}, {"n_bits": 5, "method": "exact"})
-
-
 #: Optimizer steps each candidate's fine-tune takes at least: on small data sets an epoch is
 #: one or two batches, and a tenth of training would not let a network that lost half its
 #: neurons recover (iris: hold-out accuracy 0.68 after 20 steps).
