@@ -32,10 +32,10 @@ from .budget import CONCRETE_MAX_BITS, signed_bit_width
 FHE_MODES = ("disable", "simulate", "execute")
 
 #: Our default probability of error per programmable bootstrapping (Concrete ML's is 2^-40).
-#: At 1e-6 Concrete picks much cheaper parameters (breast cancer, 8 hidden neurons, 7-bit
-#: accumulators: key generation 9.4 → 3.1 s, latency 1.6 → 0.4 s), while a wrong lookup stays
-#: rare enough (a circuit of at most a few hundred PBS: under 1e-3 per prediction) that
-#: encrypted predictions equal simulated ones on every benchmark sample (docs/cost_model.md).
+#: At 1e-6 Concrete picks much cheaper parameters (default breast-cancer model: key generation
+#: 18 → 9 s, evaluation keys 232 → 125 MB, latency 3.6 → 2.1 s in benchmarks/p_error_study.py),
+#: while a wrong lookup stays rare enough (at most a few hundred PBS: under 1e-3 per prediction)
+#: that encrypted predictions equal simulated ones on every benchmark sample (docs/cost_model.md).
 DEFAULT_P_ERROR = 1e-6
 
 
