@@ -125,16 +125,14 @@ def _holdout_scores(model, X, y, rounding) -> tuple[float, float]:
         model.compile(rounding_threshold_bits=rounding)
         mode = "simulate"
     try:
-        outputs = model._network_outputs(X, mode)
+        if model._estimator_type != "classifier":
+            score = float(r2_score(y, model._network_outputs(X, mode).reshape(y.shape)))  # R² ignores the scaling
+            return score, score
+        probabilities = model.predict_proba(X, fhe=mode)  # columns in class-index order
     finally:
         model._forget_compilation()  # copies of a compiled model would recompile
-    if model._estimator_type != "classifier":
-        score = float(r2_score(y, outputs.reshape(y.shape)))
-        return score, score
-    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
     y = np.asarray(y, dtype=int)
-    accuracy = float(np.mean(outputs.argmax(axis=1) == y))
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == y))
     return accuracy, float(np.mean(probabilities[np.arange(len(y)), y]))
 
 
@@ -160,6 +158,8 @@ def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
     tolerance = estimator.tighten_tolerance
     train, holdout = _holdout_split(estimator, X, y)
     base = copy.deepcopy(estimator)
+    # A refit must not score candidates with the rounding an earlier search chose.
+    base.rounding_threshold_bits_ = estimator.rounding_threshold_bits
     base._fit_prepared(X[train], y[train], **fit_params)
     epochs = fine_tune_epochs(base.max_epochs, len(train), base.batch_size)
     user_rounding = estimator.rounding_threshold_bits

@@ -124,3 +124,16 @@ def test_bad_tolerance_is_refused(iris, bad):
     X_train, _, y_train, _ = iris
     with pytest.raises(ValueError, match="tighten_tolerance"):
         NeuralNetClassifier(tighten_tolerance=bad, **QUICK).fit(X_train, y_train)
+
+
+def test_a_refit_does_not_score_candidates_with_an_earlier_choice(breast_cancer):
+    # The earlier fit's rounding must not leak into how the new fit's candidates are scored.
+    from sklearn.base import clone
+
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(**QUICK).fit(X_train, y_train)
+    fresh = clone(model).fit(X_train, y_train)
+    model.rounding_threshold_bits_ = {"n_bits": 2, "method": "exact"}  # as if a search had chosen it
+    model.fit(X_train, y_train)
+    assert model.tightening_candidates_ == fresh.tightening_candidates_
+
