@@ -17,7 +17,8 @@ score is within ``tolerance`` of the best wins, the way ``RidgeCV`` picks its
 alpha. A classifier's candidates must also keep the mean probability of the
 true class within ``tolerance`` (of the best among those): on small hold-outs
 accuracy moves by whole samples and cannot tell a weaker network apart. The
-winner is fine-tuned on all the training data and checked exactly again, so the accumulator guarantee holds at its (narrower) budget.
+winner is fine-tuned on all the training data and checked exactly again, so
+the accumulator guarantee holds at its (narrower) budget.
 """
 
 from __future__ import annotations
