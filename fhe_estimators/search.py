@@ -14,9 +14,16 @@ trained network by a short fine-tune rather than a full retrain:
 Every candidate is scored on a hold-out part of the *training* data and
 priced by the cost model (:mod:`fhe_estimators.cost`); the cheapest whose
 score is within ``tolerance`` of the best wins, the way ``RidgeCV`` picks its
-alpha. A classifier's candidates must also keep the mean probability of the
-true class within ``tolerance`` (of the best among those): on small hold-outs
-accuracy moves by whole samples and cannot tell a weaker network apart. The
+alpha. For a classifier, "within" allows for the hold-out's noise with the
+one-standard-error rule of CART (Breiman et al., 1984; Hastie et al., ESL
+§7.10), on paired differences: a candidate's deficit to the best, row by row on
+the same hold-out, may reach ``tolerance`` plus its standard error. On 28 iris
+rows one sample is 0.036 of accuracy; a fixed 0.01 would keep only candidates
+that tie the best by luck, while on large hold-outs the standard error vanishes
+and the rule is the plain tolerance. A classifier's candidates must also keep
+the mean probability of the true class (a smoother measure of the same thing)
+by the same rule, against the most confident of those that passed on accuracy.
+A regressor's R² is continuous: plain tolerance (see :data:`STANDARD_ERRORS`). The
 winner is fine-tuned on all the training data and checked exactly again, so
 the accumulator guarantee holds at its (narrower) budget.
 """
@@ -28,7 +35,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 
 from .cost import estimate_cost
@@ -53,6 +59,16 @@ ROUNDINGS = ({"n_bits": 6, "method": "exact"}, {"n_bits": 5, "method": "exact"})
 #: one or two batches, and a tenth of training would not let a network that lost half its
 #: neurons recover (iris: hold-out accuracy 0.68 after 20 steps).
 MIN_FINE_TUNE_STEPS = 100
+#: Predictions one key set serves, to weigh key generation against latency when ranking
+#: candidates: a circuit with 16,384-coefficient keys (15 s of key generation, 260 MB)
+#: must not win over one a third slower per prediction whose keys take 3 s.
+PREDICTIONS_PER_KEY_SET = 10
+#: Standard errors of the paired hold-out difference a classifier's candidate may lose on top of
+#: the tolerance (the one-standard-error rule; 0 gives the plain tolerance). Regressors get the
+#: plain tolerance: R² is continuous and resolves 0.01 by itself, and one standard error of
+#: squared errors is wide (0.04-0.06 on diabetes' 83 rows): on a synthetic regression the rule
+#: picked a circuit 7x cheaper at 0.064 less test R².
+STANDARD_ERRORS = 1.0
 
 
 def fine_tune_epochs(max_epochs: int, n_samples: int, batch_size: int) -> int:
@@ -65,7 +81,11 @@ def fine_tune_epochs(max_epochs: int, n_samples: int, batch_size: int) -> int:
 
 @dataclass
 class Candidate:
-    """One circuit the search tried: its settings, hold-out score and predicted cost."""
+    """One circuit the search tried: its settings, hold-out score and predicted cost.
+
+    Priced as scored; the winner's final fine-tune on all the data may move a rounded
+    layer's width, so the fitted model's own price is ``fhe_cost_``.
+    """
 
     accumulator_bits: int
     neuron_fraction: float
@@ -74,6 +94,14 @@ class Candidate:
     holdout_confidence: float
     predicted_latency_s: float
     pbs_count: int
+    predicted_keygen_s: float = 0.0
+    predicted_evaluation_key_mb: float = 0.0
+    #: The best score minus this one's, and the standard error of that paired difference
+    #: (feasible when ``score_gap <= tolerance + score_gap_se``); the same for the confidence.
+    score_gap: float = 0.0
+    score_gap_se: float = 0.0
+    confidence_gap: float = 0.0
+    confidence_gap_se: float = 0.0
     chosen: bool = False
 
     def as_dict(self) -> dict:
@@ -113,33 +141,70 @@ def _derive(base, X, y, bits: int, fraction: float, epochs: int):
     return model
 
 
-def _holdout_scores(model, X, y, rounding) -> tuple[float, float]:
-    """(score, confidence) on the hold-out, as the circuit computes (FHE-simulated when Concrete
-    rounds, since the clear network does not). ``y`` is encoded: class indices, or scaled targets.
+@dataclass
+class HoldoutRows:
+    """Per-row scores on the hold-out, whose means are the candidate's score and confidence.
 
-    Score: accuracy (classifier) or R². Confidence: the mean probability given to the true
-    class (classifier; R² again for a regressor), a smoother estimate of the same thing that
-    tells apart candidates a small hold-out scores alike (28 rows on iris: one sample is 0.036).
+    ``score``: 1/0 for a right/wrong class, or each row's share of R² (``1 - n e_i² / SST``,
+    whose mean is R²). ``confidence``: the probability given to the true class (a regressor's
+    R² rows again). Rows, not just means, so that two candidates are compared pairwise.
     """
+
+    score: np.ndarray
+    confidence: np.ndarray
+
+
+@dataclass
+class Scored:
+    """A candidate with the model it describes and its hold-out rows."""
+
+    candidate: Candidate
+    model: object
+    rows: HoldoutRows
+
+
+def _holdout_rows(model, X, y, rounding) -> HoldoutRows:
+    """Score ``model`` on the hold-out row by row, as the circuit computes (FHE-simulated when
+    Concrete rounds, since the clear network does not). ``y`` is encoded: class indices, or
+    scaled targets (R² ignores the scaling)."""
     mode = "disable"
     if rounding is not None:
         model.compile(rounding_threshold_bits=rounding)
         mode = "simulate"
     try:
         if model._estimator_type != "classifier":
-            score = float(r2_score(y, model._network_outputs(X, mode).reshape(y.shape)))  # R² ignores the scaling
-            return score, score
+            y = np.asarray(y, dtype=np.float64).ravel()
+            errors = y - model._network_outputs(X, mode).reshape(y.shape)
+            total = max(float(np.sum((y - y.mean()) ** 2)), np.finfo(np.float64).tiny)
+            rows = 1.0 - len(y) * errors**2 / total
+            return HoldoutRows(rows, rows)
         probabilities = model.predict_proba(X, fhe=mode)  # columns in class-index order
     finally:
         model._forget_compilation()  # copies of a compiled model would recompile
     y = np.asarray(y, dtype=int)
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == y))
-    return accuracy, float(np.mean(probabilities[np.arange(len(y)), y]))
+    correct = (probabilities.argmax(axis=1) == y).astype(np.float64)
+    return HoldoutRows(correct, probabilities[np.arange(len(y)), y].astype(np.float64))
 
 
-def _price(model, rounding, scores: tuple[float, float], bits: int, fraction: float) -> Candidate:
+def _price(model, rounding, rows: HoldoutRows, bits: int, fraction: float) -> Candidate:
     cost = estimate_cost(model, rounding_threshold_bits=rounding)
-    return Candidate(bits, fraction, rounding, *scores, float(cost.latency_s), int(cost.pbs_count))
+    return Candidate(
+        bits,
+        fraction,
+        rounding,
+        float(rows.score.mean()),
+        float(rows.confidence.mean()),
+        float(cost.latency_s),
+        int(cost.pbs_count),
+        float(cost.keygen_s),
+        float(cost.evaluation_key_mb),
+    )
+
+
+def objective_s(candidate: Candidate) -> float:
+    """What the search minimizes: seconds per prediction, key generation shared by
+    :data:`PREDICTIONS_PER_KEY_SET` predictions."""
+    return candidate.predicted_latency_s + candidate.predicted_keygen_s / PREDICTIONS_PER_KEY_SET
 
 
 def _lowest_bits(estimator) -> int:
@@ -165,45 +230,77 @@ def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
     epochs = fine_tune_epochs(base.max_epochs, len(train), base.batch_size)
     user_rounding = estimator.rounding_threshold_bits
 
-    scored: list[tuple[Candidate, object]] = []
+    scored: list[Scored] = []
 
     def consider(model, bits, fraction, rounding):
-        scores = _holdout_scores(model, X[holdout], y[holdout], rounding)
-        scored.append((_price(model, rounding, scores, bits, fraction), model))
+        rows = _holdout_rows(model, X[holdout], y[holdout], rounding)
+        scored.append(Scored(_price(model, rounding, rows, bits, fraction), model, rows))
 
     consider(base, estimator.n_accum_bits, 0.0, user_rounding)
     # 1. Narrower accumulators (every width: one unlucky hold-out score must not end the search).
     for bits in range(estimator.n_accum_bits - 1, _lowest_bits(base) - 1, -1):
         consider(_derive(base, X[train], y[train], bits, 0.0, epochs), bits, 0.0, user_rounding)
-    chosen_bits = min(c.accumulator_bits for c, _ in _feasible(scored, tolerance))
+    chosen_bits = min(pair.candidate.accumulator_bits for pair in _feasible(scored, tolerance))
     # 2. Fewer neurons, at the narrowest width that held.
     for fraction in NEURON_FRACTIONS:
         consider(_derive(base, X[train], y[train], chosen_bits, fraction, epochs), chosen_bits, fraction, user_rounding)
     # 3. Concrete's rounding, on the cheapest candidate within tolerance so far.
     if user_rounding is None:
-        cheapest, model = _cheapest(scored, tolerance)
+        cheapest = _cheapest(scored, tolerance)
         for rounding in ROUNDINGS:
-            consider(model, cheapest.accumulator_bits, cheapest.neuron_fraction, rounding)
+            consider(cheapest.model, cheapest.candidate.accumulator_bits, cheapest.candidate.neuron_fraction, rounding)
 
-    winner, model = _cheapest(scored, tolerance)
-    winner.chosen = True
+    winner = _cheapest(scored, tolerance)
+    winner.candidate.chosen = True
+    model = winner.model
     _fine_tune(model, X, y, epochs)  # all the training data now, masks fixed
     model.calibration_X_ = estimator._calibration_sample(X)
     model.n_train_samples_ = len(X)
-    model.rounding_threshold_bits_ = winner.rounding_threshold_bits
-    model.tightening_candidates_ = [candidate.as_dict() for candidate, _ in scored]
+    model.rounding_threshold_bits_ = winner.candidate.rounding_threshold_bits
+    model.tightening_candidates_ = [pair.candidate.as_dict() for pair in scored]
     return model
 
 
-def _feasible(scored, tolerance: float):
-    """The (candidate, model) pairs whose hold-out score is within ``tolerance`` of the best, and
-    whose confidence is within ``tolerance`` of the best confidence among those (never empty)."""
-    best_score = max(candidate.holdout_score for candidate, _ in scored)
-    by_score = [pair for pair in scored if pair[0].holdout_score >= best_score - tolerance]
-    best_confidence = max(candidate.holdout_confidence for candidate, _ in by_score)
-    return [pair for pair in by_score if pair[0].holdout_confidence >= best_confidence - tolerance]
+def _gap(best: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of the paired difference ``best - rows``."""
+    difference = best - rows
+    standard_error = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 0.0
+    return float(difference.mean()), standard_error
 
 
-def _cheapest(scored, tolerance: float):
-    """The feasible (candidate, model) of lowest predicted latency (then highest score)."""
-    return min(_feasible(scored, tolerance), key=lambda pair: (pair[0].predicted_latency_s, -pair[0].holdout_score))
+def _within(gap: tuple[float, float], tolerance: float, standard_errors: float) -> bool:
+    mean, standard_error = gap
+    return mean <= tolerance + standard_errors * standard_error + 1e-12
+
+
+def _allowed_standard_errors(scored: list[Scored]) -> float:
+    """:data:`STANDARD_ERRORS` for classifiers (accuracy moves by whole rows), 0 for regressors."""
+    is_classifier = scored[0].model is None or scored[0].model._estimator_type == "classifier"
+    return STANDARD_ERRORS if is_classifier else 0.0
+
+
+def _feasible(scored: list[Scored], tolerance: float) -> list[Scored]:
+    """The candidates within ``tolerance`` (plus, for a classifier, one paired standard error) of
+    the best score, and of the best confidence among those (never empty: the best is within
+    itself). Records each candidate's gaps."""
+    standard_errors = _allowed_standard_errors(scored)
+    best = max(scored, key=lambda pair: (pair.candidate.holdout_score, pair.candidate.holdout_confidence))
+    for pair in scored:
+        gap = _gap(best.rows.score, pair.rows.score)
+        pair.candidate.score_gap, pair.candidate.score_gap_se = gap
+    by_score = [pair for pair in scored if _within(_gap(best.rows.score, pair.rows.score), tolerance, standard_errors)]
+    confident = max(by_score, key=lambda pair: pair.candidate.holdout_confidence)
+    for pair in scored:
+        gap = _gap(confident.rows.confidence, pair.rows.confidence)
+        pair.candidate.confidence_gap, pair.candidate.confidence_gap_se = gap
+    return [
+        pair
+        for pair in by_score
+        if _within(_gap(confident.rows.confidence, pair.rows.confidence), tolerance, standard_errors)
+    ]
+
+
+def _cheapest(scored: list[Scored], tolerance: float) -> Scored:
+    """The feasible candidate of lowest :func:`objective_s` (then highest score)."""
+    feasible = _feasible(scored, tolerance)
+    return min(feasible, key=lambda pair: (objective_s(pair.candidate), -pair.candidate.holdout_score))

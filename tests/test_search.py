@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, search
 from fhe_estimators.fhe import compiled_accumulator_bits
 
 QUICK = dict(hidden_layer_sizes=(12,), max_epochs=20, random_state=0)
@@ -41,15 +41,54 @@ def test_the_chosen_candidate_is_the_cheapest_within_tolerance(tightened):
     candidates = tightened.tightening_candidates_
     assert len(candidates) >= 4
     [chosen] = [candidate for candidate in candidates if candidate["chosen"]]
-    best = max(candidate["holdout_score"] for candidate in candidates)
-    feasible = [c for c in candidates if c["holdout_score"] >= best - tightened.tighten_tolerance]
-    confident = max(c["holdout_confidence"] for c in feasible)
-    feasible = [c for c in feasible if c["holdout_confidence"] >= confident - tightened.tighten_tolerance]
+    tolerance = tightened.tighten_tolerance
+    feasible = [
+        c
+        for c in candidates
+        if c["score_gap"] <= tolerance + c["score_gap_se"] + 1e-9
+        and c["confidence_gap"] <= tolerance + c["confidence_gap_se"] + 1e-9
+    ]
     assert chosen in feasible
-    assert chosen["predicted_latency_s"] == min(c["predicted_latency_s"] for c in feasible)
+
+    # Cheapest: latency plus key generation shared by PREDICTIONS_PER_KEY_SET predictions.
+    def objective(c):
+        return c["predicted_latency_s"] + c["predicted_keygen_s"] / search.PREDICTIONS_PER_KEY_SET
+
+    assert objective(chosen) == min(objective(c) for c in feasible)
+    assert all(c["predicted_keygen_s"] > 0 and c["predicted_evaluation_key_mb"] > 0 for c in candidates)
+    # The gaps are measured from the best hold-out score.
+    best = max(c["holdout_score"] for c in candidates)
+    for c in candidates:
+        assert c["score_gap"] == pytest.approx(best - c["holdout_score"], abs=1e-9)
     # What was chosen is what the model is: its budget and its compile-time rounding.
     assert tightened.accumulator_budget_ == chosen["accumulator_bits"]
     assert tightened.rounding_threshold_bits_ == chosen["rounding_threshold_bits"]
+
+
+def _scored(correct: list[int], confidence: list[float], latency: float):
+    rows = search.HoldoutRows(np.asarray(correct, dtype=float), np.asarray(confidence, dtype=float))
+    candidate = search.Candidate(10, 0.0, None, rows.score.mean(), rows.confidence.mean(), latency, 1, 1.0, 1.0)
+    return search.Scored(candidate, None, rows)
+
+
+def test_one_standard_error_rule_on_paired_hold_out_rows():
+    # 28 rows, as iris' hold-out: one sample is 0.036 of accuracy, far above a 0.01 tolerance.
+    best = _scored([1] * 28, [0.9] * 28, latency=2.0)
+    one_worse = _scored([0] + [1] * 27, [0.5] + [0.9] * 27, latency=1.0)
+    three_worse = _scored([0] * 3 + [1] * 25, [0.5] * 3 + [0.9] * 25, latency=0.5)
+    feasible = search._feasible([best, one_worse, three_worse], tolerance=0.01)
+    # One miss is within one standard error (0.036 ± 0.036); three misses (0.107 ± 0.060) are not.
+    assert one_worse in feasible and three_worse not in feasible
+    assert one_worse.candidate.score_gap == pytest.approx(1 / 28)
+    assert one_worse.candidate.score_gap_se == pytest.approx(1 / 28)
+    assert search._cheapest([best, one_worse, three_worse], tolerance=0.01) is one_worse
+    # With no standard error allowed the rule is the plain tolerance: only the best is left.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(search, "STANDARD_ERRORS", 0.0)
+        assert search._feasible([best, one_worse, three_worse], tolerance=0.01) == [best]
+    # A candidate as accurate but much less confident fails on confidence.
+    unsure = _scored([1] * 28, [0.6] * 28, latency=0.1)
+    assert unsure not in search._feasible([best, unsure], tolerance=0.01)
 
 
 def test_the_chosen_circuit_is_cheaper_and_keeps_the_guarantee(tightened, breast_cancer):
@@ -61,9 +100,10 @@ def test_the_chosen_circuit_is_cheaper_and_keeps_the_guarantee(tightened, breast
     assert model.score(X_test, y_test, fhe="simulate") > 0.9
     full = [c for c in model.tightening_candidates_ if c["accumulator_bits"] == model.n_accum_bits][0]
     chosen = [c for c in model.tightening_candidates_ if c["chosen"]][0]
-    assert chosen["predicted_latency_s"] <= full["predicted_latency_s"]
-    # The cost model priced the circuit that was compiled: same PBS count.
-    assert model.fhe_cost_.pbs_count == model.circuit_report_.pbs_count == chosen["pbs_count"]
+    assert search.objective_s(search.Candidate(**chosen)) <= search.objective_s(search.Candidate(**full))
+    # The cost model priced the circuit that was compiled: same PBS count. (The candidate's own
+    # count was priced before the final fine-tune, which may move a rounded layer's width.)
+    assert model.fhe_cost_.pbs_count == model.circuit_report_.pbs_count
 
 
 def test_the_search_is_on_by_default(breast_cancer):
@@ -101,8 +141,9 @@ def test_search_off_is_the_plain_fit(breast_cancer):
         np.testing.assert_array_equal(ours.weight.detach().numpy(), theirs.weight.detach().numpy())
 
 
-def test_zero_tolerance_keeps_the_best_score(breast_cancer):
+def test_zero_tolerance_and_no_standard_error_keeps_the_best_score(breast_cancer, monkeypatch):
     X_train, _, y_train, _ = breast_cancer
+    monkeypatch.setattr(search, "STANDARD_ERRORS", 0.0)
     model = NeuralNetClassifier(tighten=True, tighten_tolerance=0.0, **QUICK).fit(X_train, y_train)
     best = max(c["holdout_score"] for c in model.tightening_candidates_)
     [chosen] = [c for c in model.tightening_candidates_ if c["chosen"]]
@@ -114,6 +155,9 @@ def test_regressor_search_and_small_data_skip(diabetes, iris):
     model = NeuralNetRegressor(tighten=True, optimizer__weight_decay=0.1, **QUICK).fit(X_train, y_train)
     assert model.accumulator_budget_ <= 10 and len(model.tightening_candidates_) >= 4
     assert model.score(X_test, y_test) > 0.2
+    # A regressor's R² gets the plain tolerance, no standard-error allowance.
+    [chosen] = [c for c in model.tightening_candidates_ if c["chosen"]]
+    assert chosen["score_gap"] <= model.tighten_tolerance + 1e-9
     X_small, _, y_small, _ = iris
     small = NeuralNetClassifier(tighten=True, **QUICK).fit(X_small[:60], y_small[:60])
     assert small.tightening_candidates_ == [] and small.accumulator_budget_ == small.n_accum_bits
@@ -136,4 +180,3 @@ def test_a_refit_does_not_score_candidates_with_an_earlier_choice(breast_cancer)
     model.rounding_threshold_bits_ = {"n_bits": 2, "method": "exact"}  # as if a search had chosen it
     model.fit(X_train, y_train)
     assert model.tightening_candidates_ == fresh.tightening_candidates_
-
