@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import time
-import traceback
 import warnings
 from pathlib import Path
 
@@ -31,6 +30,7 @@ for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 from sklearn.datasets import load_wine  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from grid import failed_runs, parse_budget, record_cell  # noqa: E402
 from pruning_ablation import BUDGETS, DATASETS as TUNING_DATASETS, float_ceiling, split  # noqa: E402
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor  # noqa: E402
@@ -107,8 +107,14 @@ def write_report(results: list[dict], markdown_path: Path, environment: str) -> 
         best = max(present) if present else None
         cells = []
         for m, r in row.items():
-            errored = next((e for e in results if "error" in e and e["dataset"] == dataset
-                            and tuple(e["bits"]) == bits and e["multiplier"] == m), None)
+            errored = next(
+                (
+                    e
+                    for e in results
+                    if "error" in e and e["dataset"] == dataset and tuple(e["bits"]) == bits and e["multiplier"] == m
+                ),
+                None,
+            )
             if r is None:
                 cells.append("error" if errored else "-")
                 continue
@@ -132,13 +138,17 @@ def write_report(results: list[dict], markdown_path: Path, environment: str) -> 
         "| mean score | " + " | ".join(fmt(scores[m]) for m in multipliers) + " |",
         "| mean (best − score) | " + " | ".join(fmt(shortfalls[m]) for m in multipliers) + " |",
         "| max (best − score) | "
-        + " | ".join(f"{max(shortfalls[m]):.3f}" if shortfalls[m] else "-" for m in multipliers) + " |",
+        + " | ".join(f"{max(shortfalls[m]):.3f}" if shortfalls[m] else "-" for m in multipliers)
+        + " |",
         "| rows within 0.01 of best | "
         + " | ".join(f"{sum(s <= 0.01 + 1e-9 for s in shortfalls[m])}/{len(shortfalls[m])}" for m in multipliers)
         + " |",
         "| mean circuit max bits | "
-        + " | ".join(fmt([cell[k]["max_bit_width"] for k in cell if k[2] == m], ".2f") for m in multipliers) + " |",
-        "| mean PBS | " + " | ".join(fmt([cell[k]["pbs"] for k in cell if k[2] == m], ".1f") for m in multipliers) + " |",
+        + " | ".join(fmt([cell[k]["max_bit_width"] for k in cell if k[2] == m], ".2f") for m in multipliers)
+        + " |",
+        "| mean PBS | "
+        + " | ".join(fmt([cell[k]["pbs"] for k in cell if k[2] == m], ".1f") for m in multipliers)
+        + " |",
         "",
         "Largest shortfall to the row's best m, per data set (max over budgets):",
         "",
@@ -149,7 +159,8 @@ def write_report(results: list[dict], markdown_path: Path, environment: str) -> 
         cells = []
         for m in multipliers:
             gaps = [
-                max(r["simulated_score"] for k, r in cell.items() if k[:2] == (dataset, bits)) - cell[(dataset, bits, m)]["simulated_score"]
+                max(r["simulated_score"] for k, r in cell.items() if k[:2] == (dataset, bits))
+                - cell[(dataset, bits, m)]["simulated_score"]
                 for d, bits in keys
                 if d == dataset and (dataset, bits, m) in cell
             ]
@@ -174,18 +185,8 @@ def write_report(results: list[dict], markdown_path: Path, environment: str) -> 
                 f"| {r['max_bit_width']} | {r['pbs']} | {r['sparsity']:.0%} | {k} | {r['fit_seconds']:.1f} "
                 f"| {r['compile_seconds']:.1f} |"
             )
-    errors = [r for r in results if "error" in r]
-    if errors:
-        lines += ["", "Failed runs:", ""]
-        lines += [f"- {r['dataset']} {tuple(r['bits'])} m={m_label(r['multiplier'])}: {r['error']}" for r in errors]
+    lines += failed_runs(results, lambda r: f"m={m_label(r['multiplier'])}")
     markdown_path.write_text("\n".join(lines) + "\n")
-
-
-def parse_budget(text: str) -> tuple[int, int, int]:
-    values = tuple(int(v) for v in text.split(","))
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"a budget is n_w,n_a,n_accum, got {text!r}")
-    return values
 
 
 def main():
@@ -214,23 +215,19 @@ def main():
                     if (name, tuple(bits), m) in skip:
                         continue
                     row = {"dataset": name, "bits": list(bits), "multiplier": m, "float_mlp": ceiling}
-                    try:
-                        row.update(run_one(task, m, bits, data))
-                    except Exception as error:  # record and go on: one failure must not lose the grid
-                        row["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
-                        traceback.print_exc()
-                    results.append(row)
-                    if "error" in row:
-                        print(f"{name:13s} {str(tuple(bits)):11s} m={m_label(m):12s} ERROR {row['error']}", flush=True)
-                    else:
-                        print(
-                            f"{name:13s} {str(tuple(bits)):11s} m={m_label(m):12s} score {row['simulated_score']:.3f} "
-                            f"(float {ceiling:.3f})  accum {row['max_accumulator_bits']}  circuit bits "
-                            f"{row['max_bit_width']}  PBS {row['pbs']}  sparsity {row['sparsity']:.2f}  k {row['k']}  "
-                            f"fit {row['fit_seconds']:.1f}s compile {row['compile_seconds']:.1f}s",
-                            flush=True,
-                        )
-                    Path(args.out).write_text(json.dumps(results, indent=1))  # partial results survive
+                    record_cell(
+                        row,
+                        lambda: run_one(task, m, bits, data),
+                        f"{name:13s} {str(tuple(bits)):11s} m={m_label(m):12s}",
+                        lambda row: (
+                            f"score {row['simulated_score']:.3f} (float {ceiling:.3f})  accum "
+                            f"{row['max_accumulator_bits']}  circuit bits {row['max_bit_width']}  PBS {row['pbs']}  "
+                            f"sparsity {row['sparsity']:.2f}  k {row['k']}  fit {row['fit_seconds']:.1f}s "
+                            f"compile {row['compile_seconds']:.1f}s"
+                        ),
+                        results,
+                        args.out,
+                    )
     Path(args.out).write_text(json.dumps(results, indent=1))
     write_report(results, Path(args.markdown), environment)
 

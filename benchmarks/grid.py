@@ -1,0 +1,50 @@
+"""The loop body every ablation grid shares: run one cell, record it, keep partial results.
+
+Imported by the scripts beside it (``python benchmarks/<script>.py`` puts this folder on
+``sys.path``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import traceback
+from pathlib import Path
+from typing import Callable
+
+
+def record_cell(
+    row: dict,
+    run: Callable[[], dict],
+    label: str,
+    describe: Callable[[dict], str],
+    results: list[dict],
+    out: Path,
+) -> dict:
+    """Run one grid cell into ``row`` (an error is recorded, not raised: one failure must not lose
+    the grid), print ``label`` with ``describe(row)`` or the error, and rewrite ``out``."""
+    try:
+        row.update(run())
+    except Exception as error:  # noqa: BLE001
+        row["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+        traceback.print_exc()
+    results.append(row)
+    print(f"{label} ERROR {row['error']}" if "error" in row else f"{label} {describe(row)}", flush=True)
+    Path(out).write_text(json.dumps(results, indent=1))  # partial results survive
+    return row
+
+
+def parse_budget(text: str) -> tuple[int, int, int]:
+    """``"3,3,10"`` -> ``(3, 3, 10)``: an ``argparse`` type for ``--budgets``."""
+    values = tuple(int(v) for v in text.split(","))
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"a budget is n_w,n_a,n_accum, got {text!r}")
+    return values
+
+
+def failed_runs(results: list[dict], label: Callable[[dict], str]) -> list[str]:
+    """Markdown lines listing the grid cells that raised (none: no lines)."""
+    errors = [r for r in results if "error" in r]
+    if not errors:
+        return []
+    return ["", "Failed runs:", ""] + [f"- {r['dataset']} {tuple(r['bits'])} {label(r)}: {r['error']}" for r in errors]
