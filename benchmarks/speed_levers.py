@@ -91,7 +91,7 @@ def main():
         + f". Latency: median of {N_SAMPLES} samples (encrypt + run + decrypt); floor = Σ PBS × measured cost "
         "of one PBS at its equivalent bit-width (see docs/benchmark.md).",
         "",
-        f"CV accuracy (3 folds, training data, FHE-simulated) per `n_accum_bits`: "
+        "CV accuracy (3 folds, training data, FHE-simulated) per `n_accum_bits`: "
         + ", ".join(f"{bits}: {score:.3f}" for bits, score in cv_scores.items())
         + f" → {tight_bits} bits (smallest within 0.01 of the best).",
         "",

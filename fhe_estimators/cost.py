@@ -116,6 +116,8 @@ class Partition:
     keygen_s: float
     evaluation_key_mb: float
     measured: bool
+    #: Seconds a run spends once for this parameter set (see ``ParameterCost.fixed_seconds``).
+    fixed_seconds: float = 0.0
 
 
 @dataclass
@@ -265,7 +267,8 @@ def estimate_cost(
         count = sum(g.count for g in groups if g.partition == name)
         partitions.append(
             Partition(name, width, count, round(demand, 3), parameter.key, parameter.seconds * factor,
-                      parameter.keygen_s * factor, parameter.evaluation_key_mb * factor, parameter.measured)
+                      parameter.keygen_s * factor, parameter.evaluation_key_mb * factor, parameter.measured,
+                      parameter.fixed_seconds * factor)
         )
     seconds = {part.name: part.seconds_per_pbs for part in partitions}
     for group in groups:
@@ -279,7 +282,9 @@ def estimate_cost(
         pbs_by_width=dict(sorted(by_width.items())),
         pbs_count=sum(g.count for g in groups),
         max_bit_width=max(layer.accumulator_bits for layer in plan),
-        latency_s=costs.overhead_s + sum(g.count * g.seconds_per_pbs for g in groups),
+        latency_s=costs.overhead_s
+        + sum(g.count * g.seconds_per_pbs for g in groups)
+        + sum(part.fixed_seconds for part in distinct),
         keygen_s=costs.keygen_base_s + sum(max(0.0, part.keygen_s - costs.keygen_base_s) for part in distinct),
         evaluation_key_mb=sum(part.evaluation_key_mb for part in distinct),
         source=costs.source,
@@ -312,21 +317,33 @@ def equivalent_width(key: Sequence[int], costs: PBSCosts | None = None, p_error:
     return max(1, int(round(math.log2(polynomial_size * glwe_dimension))) - 7)
 
 
-def seconds_per_pbs(key: Sequence[int], costs: PBSCosts) -> float:
-    """Seconds of one PBS with parameters ``key`` (N, k, level, base_log, n) on the table's machine:
-    the table's set with the same key, else its family (same N, k, level, base_log) scaled by
-    the LWE dimension, else the set closest in (N·k, level)."""
+def _priced_like(key: Sequence[int], costs: PBSCosts) -> tuple[ParameterCost, float]:
+    """The table's set that prices parameters ``key`` (N, k, level, base_log, n), and the factor
+    to scale its times by: the same key (1), else its family (same N, k, level, base_log) scaled
+    by the LWE dimension, else the set closest in (N·k, level) scaled by that size."""
     key = tuple(int(v) for v in key)
     for parameter in costs.parameters:
         if parameter.key == key:
-            return parameter.seconds
+            return parameter, 1.0
     family = [p for p in costs.parameters if p.key[:4] == key[:4]]
     if family:
         closest = min(family, key=lambda p: abs(p.key[4] - key[4]))
-        return closest.seconds * key[4] / closest.key[4]
+        return closest, key[4] / closest.key[4]
     size = key[0] * key[1] * key[2]
     closest = min(costs.parameters, key=lambda p: abs(math.log(p.key[0] * p.key[1] * p.key[2] / size)))
-    return closest.seconds * size / (closest.key[0] * closest.key[1] * closest.key[2])
+    return closest, size / (closest.key[0] * closest.key[1] * closest.key[2])
+
+
+def seconds_per_pbs(key: Sequence[int], costs: PBSCosts) -> float:
+    """Seconds each PBS with parameters ``key`` adds to a run, on the table's machine."""
+    parameter, factor = _priced_like(key, costs)
+    return parameter.seconds * factor
+
+
+def fixed_seconds(key: Sequence[int], costs: PBSCosts) -> float:
+    """Seconds a run spends once for having parameters ``key`` in the circuit."""
+    parameter, factor = _priced_like(key, costs)
+    return parameter.fixed_seconds * factor
 
 
 def measured_cost(quantized_module, costs: PBSCosts | None = None) -> dict:
@@ -346,7 +363,15 @@ def measured_cost(quantized_module, costs: PBSCosts | None = None) -> dict:
             for v in (param.polynomial_size, param.glwe_dimension, param.level, param.base_log, param.input_lwe_dimension)
         )
         width = equivalent_width(key, costs, p_error)
-        per_parameter.append({"parameters": key, "count": int(count), "width": width, "seconds_per_pbs": seconds_per_pbs(key, costs)})
+        per_parameter.append(
+            {
+                "parameters": key,
+                "count": int(count),
+                "width": width,
+                "seconds_per_pbs": seconds_per_pbs(key, costs),
+                "fixed_seconds": fixed_seconds(key, costs),
+            }
+        )
         by_width[width] = by_width.get(width, 0) + int(count)
     return {
         "pbs_count": int(stats.get("programmable_bootstrap_count", 0)),
@@ -357,8 +382,9 @@ def measured_cost(quantized_module, costs: PBSCosts | None = None) -> dict:
         "bootstrap_key_mb": float(stats.get("size_of_bootstrap_keys", 0)) / MB,
         "keyswitch_key_mb": float(stats.get("size_of_keyswitch_keys", 0)) / MB,
         "complexity": float(stats.get("complexity", 0.0)),
-        # Σ PBS × the table's seconds for its parameter set: what the circuit cannot run faster than.
-        "floor_s": sum(entry["count"] * entry["seconds_per_pbs"] for entry in per_parameter),
+        # Σ over parameter sets of (fixed + PBS × seconds per PBS) from the table: what the
+        # circuit's PBS cannot run faster than.
+        "floor_s": sum(entry["fixed_seconds"] + entry["count"] * entry["seconds_per_pbs"] for entry in per_parameter),
         "table": costs.source,
         "p_error": p_error,  # as requested (the circuit's achieved one is circuit.p_error)
     }

@@ -43,10 +43,14 @@ DEFAULT_WIDTHS = tuple(range(1, 10))
 #: by default (a 16384-polynomial level-3 key takes minutes and GBs to make on 2 cores);
 #: their costs are scaled from the closest measured set by complexity and key size.
 DEFAULT_MAX_MEASURED_COMPLEXITY = 1.8e9
-#: PBS per timed run of a proxy, and timed runs (median).
-PROBE_SIZE, PROBE_RUNS = 16, 3
+#: PBS per timed run of the two proxies of a parameter set, and timed runs (median). Two sizes
+#: separate what a run costs per PBS from what it costs once for the parameter set (measured
+#: on 4 to 64 lookups: 11 ms for a 256-coefficient set, 60-110 ms at 2048-4096, 1.5 s at
+#: 32768): one size alone overprices circuits with many PBS of one set (2x on a digits model
+#: with 128 rounding PBS) and underprices those with few.
+PROBE_SIZES, PROBE_RUNS = (8, 32), 3
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 MB = 1e6  # sizes are in decimal megabytes
 
 
@@ -67,11 +71,13 @@ class ParameterCost:
     #: Uncompressed key sizes of the lone proxy circuit (``circuit.statistics``), MB.
     bootstrap_key_mb: float
     keyswitch_key_mb: float
-    #: Seconds per PBS, key generation seconds, and serialized (compressed, as Concrete ML
-    #: makes them) evaluation keys in MB, of a lone proxy circuit using this set.
+    #: Seconds each further PBS adds to a run, key generation seconds, and serialized
+    #: (compressed, as Concrete ML makes them) evaluation keys in MB, of a proxy using this set.
     seconds: float | None = None
     keygen_s: float | None = None
     evaluation_key_mb: float | None = None
+    #: Seconds a run spends once for having this set in the circuit, whatever its PBS count.
+    fixed_seconds: float | None = None
     #: True when timed on this machine; False when scaled from a measured set (one of the
     #: same family differing only in n, else the closest in complexity).
     measured: bool = False
@@ -116,7 +122,10 @@ class PBSCosts:
     @classmethod
     def from_json(cls, data: dict, source: str) -> "PBSCosts":
         if data.get("format") != CACHE_FORMAT:
-            raise ValueError(f"Unsupported PBS cost table format {data.get('format')!r}.")
+            raise ValueError(
+                f"the table has format {data.get('format')!r} and this version reads format {CACHE_FORMAT}: "
+                "measure it again with fhe_estimators.cost.measure_pbs_costs()"
+            )
         staircases = {
             float(p): {int(w): [(float(d), int(i)) for d, i in steps] for w, steps in widths.items()}
             for p, widths in data["staircases"].items()
@@ -210,20 +219,39 @@ def _parameter_of(circuit) -> tuple[tuple[int, ...], int]:
     return tuple(int(v() if callable(v) else v) for v in key), int(count)
 
 
-def _time_parameter(circuit, width: int, size: int, runs: int) -> tuple[float, float, float]:
-    """Key generation seconds, seconds per PBS and serialized evaluation key MB of a proxy."""
-    start = time.perf_counter()
-    circuit.keygen(force=True)
-    keygen_s = time.perf_counter() - start
-    evaluation_mb = len(circuit.keys.evaluation.serialize()) / MB
+def _run_seconds(circuit, width: int, size: int, runs: int) -> float:
+    """Median seconds of ``circuit.run`` on ``size`` encrypted lookups (after a warm-up run,
+    which decompresses the evaluation keys)."""
     encrypted = circuit.encrypt(np.random.default_rng(1).integers(0, 2**width, size))
-    circuit.run(encrypted)  # warm-up: the first run decompresses the evaluation keys
+    circuit.run(encrypted)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         circuit.run(encrypted)
         times.append(time.perf_counter() - start)
-    return keygen_s, statistics.median(times) / size, evaluation_mb
+    return statistics.median(times)
+
+
+def _time_parameter(width: int, multiplier: int, p_error: float, runs: int) -> tuple[float, float, float, float]:
+    """Key generation seconds, seconds per further PBS, fixed seconds per run, and serialized
+    evaluation key MB of the proxies of one parameter set, from runs at both
+    :data:`PROBE_SIZES`: ``run = fixed + size x per PBS``."""
+    small, large = PROBE_SIZES
+    circuit = _proxy_circuit(width, multiplier, p_error, large)
+    start = time.perf_counter()
+    circuit.keygen(force=True)
+    keygen_s = time.perf_counter() - start
+    evaluation_mb = len(circuit.keys.evaluation.serialize()) / MB
+    large_s = _run_seconds(circuit, width, large, runs)
+    key = _parameter_of(circuit)[0]
+    del circuit
+    circuit = _proxy_circuit(width, multiplier, p_error, small)
+    if _parameter_of(circuit)[0] != key:  # never seen; without a pair, price every PBS alike
+        return keygen_s, large_s / large, 0.0, evaluation_mb
+    circuit.keygen(force=True)
+    small_s = _run_seconds(circuit, width, small, runs)
+    per_pbs = max((large_s - small_s) / (large - small), large_s / large / 2)  # timing noise must not zero it
+    return keygen_s, per_pbs, max(0.0, large_s - large * per_pbs), evaluation_mb
 
 
 def _overhead_seconds(runs: int = 5) -> tuple[float, float]:
@@ -317,19 +345,20 @@ def measure_pbs_costs(
         if representative.complexity > max_measured_complexity:
             continue
         width, multiplier, p = example[members[0]]
-        circuit = _proxy_circuit(width, multiplier, p, PROBE_SIZE)
-        representative.keygen_s, representative.seconds, representative.evaluation_key_mb = _time_parameter(
-            circuit, width, PROBE_SIZE, PROBE_RUNS
-        )
+        (
+            representative.keygen_s,
+            representative.seconds,
+            representative.fixed_seconds,
+            representative.evaluation_key_mb,
+        ) = _time_parameter(width, multiplier, p, PROBE_RUNS)
         representative.measured = True
-        del circuit
-        log(f"{representative.key}: {representative.seconds * 1000:.1f} ms/PBS, keygen {representative.keygen_s:.1f} s, "
-            f"keys {representative.evaluation_key_mb:.1f} MB")
+        log(f"{representative.key}: {representative.seconds * 1000:.1f} ms/PBS + {representative.fixed_seconds * 1000:.0f} ms "
+            f"per run, keygen {representative.keygen_s:.1f} s, keys {representative.evaluation_key_mb:.1f} MB")
         for index in members[1:]:
             _scale_from(parameters[index], representative)
     _fill_unmeasured(parameters)
     info = {**_environment(), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "widths": widths, "probe_size": PROBE_SIZE, "probe_runs": PROBE_RUNS}
+            "widths": widths, "probe_sizes": list(PROBE_SIZES), "probe_runs": PROBE_RUNS}
     target = Path(path) if path is not None else cache_path()
     keygen_base_s, overhead_s = _overhead_seconds()
     costs = PBSCosts(staircases, parameters, overhead_s, keygen_base_s, str(target) if save else "measured (not saved)", info)
@@ -346,6 +375,7 @@ def _scale_from(parameter: ParameterCost, reference: ParameterCost) -> None:
     key generation by uncompressed key size, evaluation keys by compressed key size."""
     keys = (parameter.bootstrap_key_mb + parameter.keyswitch_key_mb) / (reference.bootstrap_key_mb + reference.keyswitch_key_mb)
     parameter.seconds = reference.seconds * parameter.complexity / reference.complexity
+    parameter.fixed_seconds = reference.fixed_seconds * parameter.complexity / reference.complexity
     parameter.keygen_s = reference.keygen_s * keys
     parameter.evaluation_key_mb = reference.evaluation_key_mb * _compressed_key_bytes(parameter) / _compressed_key_bytes(reference)
 

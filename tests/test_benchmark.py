@@ -23,9 +23,10 @@ def test_quick_bench_writes_results_and_pareto(tmp_path, capsys):
     assert rows[MODELS[0]]["predicted_latency_s"] > 0  # the cost model's, printed beside the measured one
     assert rows[MODELS[0]]["execute_matches_simulate"] is True
     assert rows[MODELS[0]]["simulated_score"] > 0.8
-    for model in MODELS[:2]:  # the floor is Σ PBS × seconds of each parameter set the circuit uses
+    for model in MODELS[:2]:  # the floor: Σ over the circuit's parameter sets of fixed + PBS × seconds
         row = rows[model]
-        assert row["floor_s"] == pytest.approx(sum(e["count"] * e["seconds_per_pbs"] for e in row["pbs_by_parameters"]))
+        floor = sum(e["fixed_seconds"] + e["count"] * e["seconds_per_pbs"] for e in row["pbs_by_parameters"])
+        assert row["floor_s"] == pytest.approx(floor)
         assert sum(e["count"] for e in row["pbs_by_parameters"]) == row["pbs_count"]
     used = {",".join(map(str, e["parameters"])) for row in results["rows"] for e in row["pbs_by_parameters"]}
     assert used == set(results["pbs_seconds"])  # every parameter set that appears is priced

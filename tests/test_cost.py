@@ -9,6 +9,7 @@ import pytest
 from fhe_estimators import NeuralNetClassifier
 from fhe_estimators import cost as cost_model
 from fhe_estimators import fhe as fhe_backend
+from fhe_estimators import pbs_costs
 from fhe_estimators.cost import (
     FHECost,
     estimate_cost,
@@ -92,9 +93,13 @@ def test_more_hidden_neurons_cost_more(iris):
         for n in (4, 16)
     ]
     assert costs[0].pbs_count < costs[1].pbs_count
-    for cost in costs:  # latency: the per-sample overhead plus every PBS at its partition's price
+    for cost in costs:  # latency: the per-sample overhead, every PBS at its partition's price, and
+        # each parameter set's fixed seconds once (partitions sharing a set share them)
         table = load_pbs_costs()
-        assert cost.latency_s == pytest.approx(table.overhead_s + sum(g.count * g.seconds_per_pbs for g in cost.groups))
+        fixed = {part.parameters: part.fixed_seconds for part in cost.partitions}
+        assert all(value > 0 for value in fixed.values())
+        expected = table.overhead_s + sum(g.count * g.seconds_per_pbs for g in cost.groups) + sum(fixed.values())
+        assert cost.latency_s == pytest.approx(expected)
 
 
 def test_estimate_is_fast_and_complete(two_layers):
@@ -139,6 +144,13 @@ def test_fallback_until_measured_then_the_cache(tmp_path):
     assert loaded.source == str(path)
     assert loaded.to_json() == measured.to_json()
     assert any(p.measured for p in loaded.parameters) and all(p.seconds > 0 for p in loaded.parameters)
+    # Two probe sizes split a run into seconds per PBS and seconds once per parameter set.
+    assert all(p.fixed_seconds is not None and p.fixed_seconds >= 0 for p in loaded.parameters)
+    assert loaded.info["probe_sizes"] == list(pbs_costs.PROBE_SIZES)
     path.write_text("{not json")
     with pytest.warns(UserWarning, match="unreadable"):
+        assert load_pbs_costs().source == "fallback"
+    # A table in an older format is not misread: the warning says to measure again.
+    path.write_text(json.dumps({**measured.to_json(), "format": 1}))
+    with pytest.warns(UserWarning, match="measure it again"):
         assert load_pbs_costs().source == "fallback"
