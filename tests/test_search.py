@@ -65,6 +65,23 @@ def test_the_chosen_candidate_is_the_cheapest_within_tolerance(tightened):
     assert tightened.rounding_threshold_bits_ == chosen["rounding_threshold_bits"]
 
 
+def test_the_final_fine_tune_is_kept_only_if_it_keeps_the_price(tightened, breast_cancer, monkeypatch):
+    X_train, _, y_train, _ = breast_cancer
+    [chosen] = [c for c in tightened.tightening_candidates_ if c["chosen"]]
+    assert all(c["fine_tuned_on_all_data"] is None for c in tightened.tightening_candidates_ if not c["chosen"])
+    if chosen["fine_tuned_on_all_data"]:
+        assert tightened.n_train_samples_ == len(X_train)
+        assert search.objective_s(search.Candidate(**chosen)) * search.FINAL_COST_SLACK >= tightened.fhe_cost_.latency_s
+    # No slack at all: any price is too dear, so the model scored on the hold-out is kept.
+    monkeypatch.setattr(search, "FINAL_COST_SLACK", 0.0)
+    model = NeuralNetClassifier(**QUICK).fit(X_train, y_train)
+    [chosen] = [c for c in model.tightening_candidates_ if c["chosen"]]
+    assert chosen["fine_tuned_on_all_data"] is False
+    assert model.n_train_samples_ == len(X_train) - int(np.ceil(search.HOLDOUT_FRACTION * len(X_train)))  # as split
+    assert model.accumulator_budget_ == chosen["accumulator_bits"]
+    assert model.fhe_cost_.pbs_count == chosen["pbs_count"]  # exactly the circuit that was scored
+
+
 def _scored(correct: list[int], confidence: list[float], latency: float):
     rows = search.HoldoutRows(np.asarray(correct, dtype=float), np.asarray(confidence, dtype=float))
     candidate = search.Candidate(10, 0.0, None, rows.score.mean(), rows.confidence.mean(), latency, 1, 1.0, 1.0)
