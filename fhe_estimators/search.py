@@ -51,9 +51,10 @@ MAX_BITS_BELOW = 4
 #: Fractions of every hidden layer's neurons removed, tried at the chosen accumulator width.
 NEURON_FRACTIONS = (0.5, 0.75)
 #: Concrete rounding tried on the cheapest candidate (FHE-simulated: needs a compile each), each
-#: only if it removes bits there. 7 bits first: this machine's 8-bit lookups take 32768-coefficient
-#: keys and its 7-bit ones 8192, so a wide network gains most from one bit (digits at (4,4,12)
-#: lost 0.02-0.03 hold-out accuracy rounded straight to 6 or 5 bits).
+#: only if the cost model prices it cheaper there (it must remove bits and shrink a lookup).
+#: 7 bits first: this machine's 8-bit lookups take 32768-coefficient keys and its 7-bit ones
+#: 8192, so a wide network gains most from one bit (digits at (4,4,12) lost 0.02-0.03 hold-out
+#: accuracy rounded straight to 6 or 5 bits).
 #: Exact only: with approximate rounding the encrypted outputs differed from the simulated
 #: ones in 4 of 5 compiles of the breast-cancer model (off-by-one lookups that simulation
 #: does not reproduce), and ``predict(fhe="simulate")`` must tell the truth about
@@ -217,6 +218,11 @@ def objective_s(candidate: Candidate) -> float:
     return candidate.predicted_latency_s + candidate.predicted_keygen_s / PREDICTIONS_PER_KEY_SET
 
 
+def _cost_objective_s(cost) -> float:
+    """:func:`objective_s` of an :class:`~fhe_estimators.cost.FHECost`."""
+    return cost.latency_s + cost.keygen_s / PREDICTIONS_PER_KEY_SET
+
+
 def _lowest_bits(estimator) -> int:
     """Narrowest budget to try: Ω ≥ 1 in every layer, and at most ``MAX_BITS_BELOW`` under the user's."""
     input_bits = max(estimator.n_a_bits, estimator.n_input_bits_)
@@ -258,8 +264,9 @@ def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
     if user_rounding is None:
         cheapest = _cheapest(scored, tolerance)
         for rounding in ROUNDINGS:
-            if max(estimate_cost(cheapest.model, rounding_threshold_bits=rounding).lsbs_removed) == 0:
-                continue  # the circuit already reads fewer bits: nothing to round
+            price = estimate_cost(cheapest.model, rounding_threshold_bits=rounding)
+            if max(price.lsbs_removed) == 0 or _cost_objective_s(price) >= objective_s(cheapest.candidate):
+                continue  # nothing to round, or no cheaper even if it kept the score: no compile
             consider(cheapest.model, cheapest.candidate.accumulator_bits, cheapest.candidate.neuron_fraction, rounding)
 
     winner = _cheapest(scored, tolerance)
@@ -279,8 +286,7 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, epochs: 
     _fine_tune(finished, X, y, epochs)
     finished.calibration_X_ = estimator._calibration_sample(X)
     finished.n_train_samples_ = len(X)
-    price = estimate_cost(finished, rounding_threshold_bits=rounding)
-    as_finished = objective_s(Candidate(0, 0.0, None, 0.0, 0.0, price.latency_s, price.pbs_count, price.keygen_s))
+    as_finished = _cost_objective_s(estimate_cost(finished, rounding_threshold_bits=rounding))
     winner.candidate.fine_tuned_on_all_data = bool(as_finished <= FINAL_COST_SLACK * objective_s(winner.candidate))
     model = finished if winner.candidate.fine_tuned_on_all_data else winner.model
     model.rounding_threshold_bits_ = rounding
