@@ -212,15 +212,14 @@ def _price(model, rounding, rows: HoldoutRows, bits: int, fraction: float) -> Ca
     )
 
 
+def _objective(latency_s: float, keygen_s: float) -> float:
+    return latency_s + keygen_s / PREDICTIONS_PER_KEY_SET
+
+
 def objective_s(candidate: Candidate) -> float:
     """What the search minimizes: seconds per prediction, key generation shared by
     :data:`PREDICTIONS_PER_KEY_SET` predictions."""
-    return candidate.predicted_latency_s + candidate.predicted_keygen_s / PREDICTIONS_PER_KEY_SET
-
-
-def _cost_objective_s(cost) -> float:
-    """:func:`objective_s` of an :class:`~fhe_estimators.cost.FHECost`."""
-    return cost.latency_s + cost.keygen_s / PREDICTIONS_PER_KEY_SET
+    return _objective(candidate.predicted_latency_s, candidate.predicted_keygen_s)
 
 
 def _lowest_bits(estimator) -> int:
@@ -238,6 +237,8 @@ def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
     The caller copies its fitted state.
     """
     tolerance = estimator.tighten_tolerance
+    # Standard errors allowed: accuracy moves by whole rows; R² resolves the tolerance itself.
+    allowance = STANDARD_ERRORS if estimator._estimator_type == "classifier" else 0.0
     train, holdout = _holdout_split(estimator, X, y)
     base = copy.deepcopy(estimator)
     # A refit must not score candidates with the rounding an earlier search chose.
@@ -256,20 +257,21 @@ def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
     # 1. Narrower accumulators (every width: one unlucky hold-out score must not end the search).
     for bits in range(estimator.n_accum_bits - 1, _lowest_bits(base) - 1, -1):
         consider(_derive(base, X[train], y[train], bits, 0.0, epochs), bits, 0.0, user_rounding)
-    chosen_bits = min(pair.candidate.accumulator_bits for pair in _feasible(scored, tolerance))
+    chosen_bits = min(pair.candidate.accumulator_bits for pair in _feasible(scored, tolerance, allowance))
     # 2. Fewer neurons, at the narrowest width that held.
     for fraction in NEURON_FRACTIONS:
         consider(_derive(base, X[train], y[train], chosen_bits, fraction, epochs), chosen_bits, fraction, user_rounding)
     # 3. Concrete's rounding, on the cheapest candidate within tolerance so far.
     if user_rounding is None:
-        cheapest = _cheapest(scored, tolerance)
+        cheapest = _cheapest(scored, tolerance, allowance)
         for rounding in ROUNDINGS:
             price = estimate_cost(cheapest.model, rounding_threshold_bits=rounding)
-            if max(price.lsbs_removed) == 0 or _cost_objective_s(price) >= objective_s(cheapest.candidate):
+            cheaper = _objective(price.latency_s, price.keygen_s) < objective_s(cheapest.candidate)
+            if max(price.lsbs_removed) == 0 or not cheaper:
                 continue  # nothing to round, or no cheaper even if it kept the score: no compile
             consider(cheapest.model, cheapest.candidate.accumulator_bits, cheapest.candidate.neuron_fraction, rounding)
 
-    winner = _cheapest(scored, tolerance)
+    winner = _cheapest(scored, tolerance, allowance)
     winner.candidate.chosen = True
     model = _final_fit(winner, estimator, X, y, epochs)
     model.tightening_candidates_ = [pair.candidate.as_dict() for pair in scored]
@@ -286,7 +288,8 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, epochs: 
     _fine_tune(finished, X, y, epochs)
     finished.calibration_X_ = estimator._calibration_sample(X)
     finished.n_train_samples_ = len(X)
-    as_finished = _cost_objective_s(estimate_cost(finished, rounding_threshold_bits=rounding))
+    price = estimate_cost(finished, rounding_threshold_bits=rounding)
+    as_finished = _objective(price.latency_s, price.keygen_s)
     winner.candidate.fine_tuned_on_all_data = bool(as_finished <= FINAL_COST_SLACK * objective_s(winner.candidate))
     model = finished if winner.candidate.fine_tuned_on_all_data else winner.model
     model.rounding_threshold_bits_ = rounding
@@ -305,17 +308,10 @@ def _within(gap: tuple[float, float], tolerance: float, standard_errors: float) 
     return mean <= tolerance + standard_errors * standard_error + 1e-12
 
 
-def _allowed_standard_errors(scored: list[Scored]) -> float:
-    """:data:`STANDARD_ERRORS` for classifiers (accuracy moves by whole rows), 0 for regressors."""
-    is_classifier = scored[0].model is None or scored[0].model._estimator_type == "classifier"
-    return STANDARD_ERRORS if is_classifier else 0.0
-
-
-def _feasible(scored: list[Scored], tolerance: float) -> list[Scored]:
+def _feasible(scored: list[Scored], tolerance: float, standard_errors: float) -> list[Scored]:
     """The candidates within ``tolerance`` (plus, for a classifier, one paired standard error) of
     the best score, and of the best confidence among those (never empty: the best is within
     itself). Records each candidate's gaps."""
-    standard_errors = _allowed_standard_errors(scored)
     best = max(scored, key=lambda pair: (pair.candidate.holdout_score, pair.candidate.holdout_confidence))
     for pair in scored:
         gap = _gap(best.rows.score, pair.rows.score)
@@ -332,7 +328,7 @@ def _feasible(scored: list[Scored], tolerance: float) -> list[Scored]:
     ]
 
 
-def _cheapest(scored: list[Scored], tolerance: float) -> Scored:
+def _cheapest(scored: list[Scored], tolerance: float, standard_errors: float) -> Scored:
     """The feasible candidate of lowest :func:`objective_s` (then highest score)."""
-    feasible = _feasible(scored, tolerance)
+    feasible = _feasible(scored, tolerance, standard_errors)
     return min(feasible, key=lambda pair: (objective_s(pair.candidate), -pair.candidate.holdout_score))

@@ -93,19 +93,17 @@ def test_one_standard_error_rule_on_paired_hold_out_rows():
     best = _scored([1] * 28, [0.9] * 28, latency=2.0)
     one_worse = _scored([0] + [1] * 27, [0.5] + [0.9] * 27, latency=1.0)
     three_worse = _scored([0] * 3 + [1] * 25, [0.5] * 3 + [0.9] * 25, latency=0.5)
-    feasible = search._feasible([best, one_worse, three_worse], tolerance=0.01)
+    feasible = search._feasible([best, one_worse, three_worse], 0.01, standard_errors=1.0)
     # One miss is within one standard error (0.036 ± 0.036); three misses (0.107 ± 0.060) are not.
     assert one_worse in feasible and three_worse not in feasible
     assert one_worse.candidate.score_gap == pytest.approx(1 / 28)
     assert one_worse.candidate.score_gap_se == pytest.approx(1 / 28)
-    assert search._cheapest([best, one_worse, three_worse], tolerance=0.01) is one_worse
+    assert search._cheapest([best, one_worse, three_worse], 0.01, standard_errors=1.0) is one_worse
     # With no standard error allowed the rule is the plain tolerance: only the best is left.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(search, "STANDARD_ERRORS", 0.0)
-        assert search._feasible([best, one_worse, three_worse], tolerance=0.01) == [best]
+    assert search._feasible([best, one_worse, three_worse], 0.01, standard_errors=0.0) == [best]
     # A candidate as accurate but much less confident fails on confidence.
     unsure = _scored([1] * 28, [0.6] * 28, latency=0.1)
-    assert unsure not in search._feasible([best, unsure], tolerance=0.01)
+    assert unsure not in search._feasible([best, unsure], 0.01, standard_errors=1.0)
 
 
 def test_the_chosen_circuit_is_cheaper_and_keeps_the_guarantee(tightened, breast_cancer):
