@@ -300,7 +300,8 @@ class _FHEMixin:
                 "Set optimizer__weight_decay to a number instead."
             ) from None
         for decay in AUTO_WEIGHT_DECAYS:
-            candidate = clone(self).set_params(optimizer__weight_decay=decay, verbose=0)
+            # Each penalty is judged on one plain fit: a search per penalty would multiply the fit time.
+            candidate = clone(self).set_params(optimizer__weight_decay=decay, verbose=0, tighten=False)
             candidate.fit(X[train], y[train])
             self.weight_decay_scores_[decay] = float(candidate.score(X[valid], y[valid], fhe="disable"))
         return max(self.weight_decay_scores_, key=self.weight_decay_scores_.get)
