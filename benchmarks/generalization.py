@@ -373,8 +373,9 @@ def write_report(results: list[dict], path: Path) -> None:
         "Scores on the test split (test_size=0.25, random_state=0; stratified, except the documented sets, which "
         "keep the split of the other benchmarks): accuracy, R² for regression. Float: scikit-learn MLPs "
         f"(random_state=0, max_iter={FLOAT_MAX_ITER}, regressors: the better of raw and standardized targets). "
-        "Ours: defaults with the label's params, compiled on the training data, FHE-simulated; train = ours in the clear on the "
-        f"training data. gap = best float − ours simulated; within {WITHIN} counts the sets where gap ≤ {WITHIN}. "
+        "Ours: defaults with the label's params, compiled on the training data, FHE-simulated; "
+        "train = ours in the clear on the training data."
+        f" gap = best float − ours simulated; within {WITHIN} counts the sets where gap ≤ {WITHIN}. "
         "Documented: the sets the defaults were tuned on, which a change must not make worse.",
         "",
         "Summary per label, over the sets it ran without error:",
