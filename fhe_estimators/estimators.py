@@ -24,7 +24,6 @@ import skorch
 import torch
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from skorch.dataset import Dataset
@@ -32,8 +31,9 @@ from torch.utils.data import DataLoader
 
 from . import fhe as fhe_backend
 from .fhe import DEFAULT_P_ERROR
-from . import finalize, search, validation
+from . import finalize, holdout, search, validation
 from .budget import default_input_bits, omega
+from .holdout import AUTO_MIN_SAMPLES, AUTO_WEIGHT_DECAYS
 from .cost import estimate_cost
 from .callbacks import TrainingScore, fhe_callbacks  # noqa: F401  (TrainingScore: importable here as before)
 from .module import QuantMLP
@@ -49,13 +49,6 @@ STATS_FRACTION = 0.4
 #: it keeps weights small, which is what lets a pruned neuron fit its accumulator.
 DEFAULT_WEIGHT_DECAY = 1e-4
 
-#: ``optimizer__weight_decay="auto"`` (the regressor's default) tries these penalties on a
-#: held-out part of the training data and trains on all of it with the best one, as
-#: ``RidgeCV`` picks its alpha. Noisy targets (diabetes) want 0.1–0.3, clean ones 1e-4.
-AUTO_WEIGHT_DECAYS = (1e-4, 1e-2, 1e-1, 3e-1)
-AUTO_VALIDATION_FRACTION = 0.2
-#: Below this many samples a hold-out says nothing; "auto" then means DEFAULT_WEIGHT_DECAY.
-AUTO_MIN_SAMPLES = 20
 
 _USE_PARAM = object()  # "take the constructor's value" for compile() arguments
 
@@ -246,11 +239,18 @@ class _FHEMixin:
         first_omega = omega(n_bits, self.n_w_bits, self.n_input_bits_)
         self.layer_omegas_ = [first_omega] + [self.omega_] * len(self._hidden_sizes())
 
-    def _fit_prepared(self, X: np.ndarray, y: np.ndarray, **fit_params):
-        """Shared tail of ``fit``: budget, seed, skorch training loop, finalize."""
+    def _fit_prepared(self, X: np.ndarray, y: np.ndarray, weight_decay: float | None = None, **fit_params):
+        """Shared tail of ``fit``: budget, seed, skorch training loop, finalize.
+
+        ``weight_decay`` overrides the parameter's (a number, or "auto" resolved on a hold-out).
+        """
         self.n_input_bits_ = self._input_bits()
         self._set_accumulator_budget(self.n_accum_bits)
-        self.weight_decay_ = self._resolve_weight_decay(X, y)
+        if weight_decay is None:
+            self.weight_decay_ = self._resolve_weight_decay(X, y)
+        else:
+            vars(self).pop("weight_decay_scores_", None)
+            self.weight_decay_ = float(weight_decay)
         self.n_train_samples_ = len(X)
         rng = check_random_state(self.random_state)
         if self.random_state is not None:
@@ -270,10 +270,14 @@ class _FHEMixin:
         rows = rng.choice(len(X), size=min(len(X), CALIBRATION_ROWS), replace=False)
         return X[np.sort(rows)]
 
+    def _weight_decay_parameter(self):
+        """``optimizer__weight_decay`` as given, or this estimator's default."""
+        return getattr(self, "optimizer__weight_decay", self._default_weight_decay)
+
     def _resolve_weight_decay(self, X: np.ndarray, y: np.ndarray) -> float:
         """The L2 penalty this fit uses: the user's number, or the hold-out choice for "auto"."""
         vars(self).pop("weight_decay_scores_", None)
-        decay = getattr(self, "optimizer__weight_decay", self._default_weight_decay)
+        decay = self._weight_decay_parameter()
         if isinstance(decay, str) and decay == "auto":
             return self._select_weight_decay(X, y)
         if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not decay >= 0:
@@ -281,30 +285,30 @@ class _FHEMixin:
         return float(decay)
 
     def _select_weight_decay(self, X: np.ndarray, y: np.ndarray) -> float:
-        """Fit once per candidate penalty on 80% of the data, keep the best on the other 20%.
+        """Fit once per candidate penalty on the internal split (:mod:`.holdout`), keep the
+        strongest that ties the best on the hold-out; the caller then trains on all the data.
 
         Scores are those of the quantized network in the clear, which are the
         FHE-simulated ones (the forward pass reproduces the circuit's rounding).
+        With the search on, :func:`search.tighten` makes this choice on its own split instead.
         """
         self.weight_decay_scores_ = {}
         if len(X) < AUTO_MIN_SAMPLES:
             return DEFAULT_WEIGHT_DECAY
-        stratify = y if self._estimator_type == "classifier" else None
-        try:
-            train, valid = train_test_split(
-                np.arange(len(X)), test_size=AUTO_VALIDATION_FRACTION, random_state=self.random_state, stratify=stratify
-            )
-        except ValueError as error:
-            raise ValueError(
-                f'optimizer__weight_decay="auto" needs a stratified hold-out of the training data: {error} '
-                "Set optimizer__weight_decay to a number instead."
-            ) from None
+        train, valid = holdout.internal_split(y, self._estimator_type == "classifier")
+        rows = {}
         for decay in AUTO_WEIGHT_DECAYS:
-            # Each penalty is judged on one plain fit: a search per penalty would multiply the fit time.
+            # One plain fit per penalty: a search per penalty would multiply the fit time.
             candidate = clone(self).set_params(optimizer__weight_decay=decay, verbose=0, tighten=False)
             candidate.fit(X[train], y[train])
-            self.weight_decay_scores_[decay] = float(candidate.score(X[valid], y[valid], fhe="disable"))
-        return max(self.weight_decay_scores_, key=self.weight_decay_scores_.get)
+            y_valid = candidate._encode_targets(y[valid], len(valid))  # the candidate's own encoding
+            rows[decay] = holdout.holdout_rows(candidate, X[valid], y_valid).score
+        decay, self.weight_decay_scores_ = holdout.choose_weight_decay(rows, self._standard_errors())
+        return decay
+
+    def _standard_errors(self) -> float:
+        """Standard errors a hold-out tie may span (:data:`search.STANDARD_ERRORS` for a classifier)."""
+        return search.STANDARD_ERRORS if self._estimator_type == "classifier" else 0.0
 
     def set_params(self, **params):
         """skorch's ``set_params``, keeping ``optimizer__*`` values as parameters.

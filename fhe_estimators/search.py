@@ -11,16 +11,12 @@ trained network by a short fine-tune rather than a full retrain:
    FHE simulation since the clear network does not round (approximate rounding is
    left out: see :data:`ROUNDINGS`).
 
-Every candidate is scored on a hold-out part of the *training* data and
-priced by the cost model (:mod:`fhe_estimators.cost`); the cheapest whose
-score is within ``tolerance`` of the best wins, the way ``RidgeCV`` picks its
-alpha. For a classifier, "within" allows for the hold-out's noise with the
-one-standard-error rule of CART (Breiman et al., 1984; Hastie et al., ESL
-§7.10), on paired differences: a candidate's deficit to the best, row by row on
-the same hold-out, may reach ``tolerance`` plus its standard error. On 28 iris
-rows one sample is 0.036 of accuracy; a fixed 0.01 would keep only candidates
-that tie the best by luck, while on large hold-outs the standard error vanishes
-and the rule is the plain tolerance. A classifier's candidates must also keep
+Every candidate is scored on the internal hold-out of the *training* data
+(:mod:`.holdout`: one split, shared with the weight decay "auto" picks, which the
+base fit makes on it too) and priced by the cost model (:mod:`fhe_estimators.cost`);
+the cheapest whose score ties the best within ``tolerance`` wins, the way ``RidgeCV``
+picks its alpha. For a classifier a tie also allows for the hold-out's noise: one
+paired standard error (:func:`holdout.within`). A classifier's candidates must also keep
 the mean probability of the true class (a smoother measure of the same thing)
 by the same rule, against the most confident of those that passed on accuracy.
 A regressor's R² is continuous: plain tolerance (see :data:`STANDARD_ERRORS`). The
@@ -36,14 +32,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
-
 from .cost import estimate_cost
+from .holdout import (
+    AUTO_MIN_SAMPLES,
+    AUTO_WEIGHT_DECAYS,
+    HoldoutRows,
+    choose_weight_decay,
+    holdout_rows,
+    internal_split,
+    paired_gap,
+    within,
+)
 from .pruning import lowest_norm_rows
 
-#: Fraction of the training data held out to score candidates (at 100+ held-out rows one
-#: misclassified sample costs less than the default tolerance of 0.01).
-HOLDOUT_FRACTION = 0.25
 #: Below this many training samples a hold-out score says nothing: no search.
 MIN_SAMPLES = 100
 #: Narrower accumulators tried below the user's budget.
@@ -119,14 +120,6 @@ class Candidate:
         return asdict(self)
 
 
-def _holdout_split(estimator, X: np.ndarray, y: np.ndarray):
-    stratify = y if estimator._estimator_type == "classifier" else None
-    try:
-        return train_test_split(np.arange(len(X)), test_size=HOLDOUT_FRACTION, random_state=0, stratify=stratify)
-    except ValueError:  # a class too rare to stratify: an unstratified hold-out still works
-        return train_test_split(np.arange(len(X)), test_size=HOLDOUT_FRACTION, random_state=0)
-
-
 def _fine_tune(model, X: np.ndarray, y: np.ndarray, epochs: int) -> None:
     """``epochs`` more epochs with the masks fixed, then the exact check at the model's budget."""
     max_epochs = model.max_epochs
@@ -153,19 +146,6 @@ def _derive(base, X, y, bits: int, fraction: float, epochs: int):
 
 
 @dataclass
-class HoldoutRows:
-    """Per-row scores on the hold-out, whose means are the candidate's score and confidence.
-
-    ``score``: 1/0 for a right/wrong class, or each row's share of R² (``1 - n e_i² / SST``,
-    whose mean is R²). ``confidence``: the probability given to the true class (a regressor's
-    R² rows again). Rows, not just means, so that two candidates are compared pairwise.
-    """
-
-    score: np.ndarray
-    confidence: np.ndarray
-
-
-@dataclass
 class Scored:
     """A candidate with the model it describes and its hold-out rows."""
 
@@ -176,25 +156,14 @@ class Scored:
 
 def _holdout_rows(model, X, y, rounding) -> HoldoutRows:
     """Score ``model`` on the hold-out row by row, as the circuit computes (FHE-simulated when
-    Concrete rounds, since the clear network does not). ``y`` is encoded: class indices, or
-    scaled targets (R² ignores the scaling)."""
-    mode = "disable"
-    if rounding is not None:
-        model.compile(rounding_threshold_bits=rounding)
-        mode = "simulate"
+    Concrete rounds, since the clear network does not)."""
+    if rounding is None:
+        return holdout_rows(model, X, y)
+    model.compile(rounding_threshold_bits=rounding)
     try:
-        if model._estimator_type != "classifier":
-            y = np.asarray(y, dtype=np.float64).ravel()
-            errors = y - model._network_outputs(X, mode).reshape(y.shape)
-            total = max(float(np.sum((y - y.mean()) ** 2)), np.finfo(np.float64).tiny)
-            rows = 1.0 - len(y) * errors**2 / total
-            return HoldoutRows(rows, rows)
-        probabilities = model.predict_proba(X, fhe=mode)  # columns in class-index order
+        return holdout_rows(model, X, y, fhe="simulate")
     finally:
         model._forget_compilation()  # copies of a compiled model would recompile
-    y = np.asarray(y, dtype=int)
-    correct = (probabilities.argmax(axis=1) == y).astype(np.float64)
-    return HoldoutRows(correct, probabilities[np.arange(len(y)), y].astype(np.float64))
 
 
 def _price(model, rounding, rows: HoldoutRows, bits: int, fraction: float) -> Candidate:
@@ -239,11 +208,8 @@ def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
     tolerance = estimator.tighten_tolerance
     # Standard errors allowed: accuracy moves by whole rows; R² resolves the tolerance itself.
     allowance = STANDARD_ERRORS if estimator._estimator_type == "classifier" else 0.0
-    train, holdout = _holdout_split(estimator, X, y)
-    base = copy.deepcopy(estimator)
-    # A refit must not score candidates with the rounding an earlier search chose.
-    base.rounding_threshold_bits_ = estimator.rounding_threshold_bits
-    base._fit_prepared(X[train], y[train], **fit_params)
+    train, holdout = internal_split(y, estimator._estimator_type == "classifier")
+    base = _fit_base(estimator, X, y, train, holdout, fit_params)
     epochs = fine_tune_epochs(base.max_epochs, len(train), base.batch_size)
     user_rounding = estimator.rounding_threshold_bits
 
@@ -278,6 +244,29 @@ def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
     return model
 
 
+def _fit_base(estimator, X, y, train, holdout, fit_params: dict):
+    """The network trained at the user's budget on the ``train`` part, which candidates derive from.
+
+    With ``optimizer__weight_decay="auto"`` one network per penalty, on the same split: the
+    strongest penalty that ties the best on the hold-out is kept (as without the search, see
+    ``_select_weight_decay``), and no refit is needed.
+    """
+
+    def fitted(weight_decay=None):
+        model = copy.deepcopy(estimator)
+        # A refit must not score candidates with the rounding an earlier search chose.
+        model.rounding_threshold_bits_ = estimator.rounding_threshold_bits
+        return model._fit_prepared(X[train], y[train], weight_decay=weight_decay, **fit_params)
+
+    decay = estimator._weight_decay_parameter()
+    if not (isinstance(decay, str) and decay == "auto") or len(train) < AUTO_MIN_SAMPLES:
+        return fitted()
+    fits = {decay: fitted(decay) for decay in AUTO_WEIGHT_DECAYS}
+    rows = {decay: holdout_rows(model, X[holdout], y[holdout]).score for decay, model in fits.items()}
+    chosen, fits[chosen].weight_decay_scores_ = choose_weight_decay(rows, estimator._standard_errors())
+    return fits[chosen]
+
+
 def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, epochs: int):
     """The winner fine-tuned on all the training data (masks fixed), unless that makes it more
     than :data:`FINAL_COST_SLACK` dearer than it was scored: a fine-tune moves the quantizer
@@ -296,35 +285,25 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, epochs: 
     return model
 
 
-def _gap(best: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
-    """Mean and standard error of the paired difference ``best - rows``."""
-    difference = best - rows
-    standard_error = float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else 0.0
-    return float(difference.mean()), standard_error
-
-
-def _within(gap: tuple[float, float], tolerance: float, standard_errors: float) -> bool:
-    mean, standard_error = gap
-    return mean <= tolerance + standard_errors * standard_error + 1e-12
-
-
 def _feasible(scored: list[Scored], tolerance: float, standard_errors: float) -> list[Scored]:
     """The candidates within ``tolerance`` (plus, for a classifier, one paired standard error) of
     the best score, and of the best confidence among those (never empty: the best is within
     itself). Records each candidate's gaps."""
     best = max(scored, key=lambda pair: (pair.candidate.holdout_score, pair.candidate.holdout_confidence))
     for pair in scored:
-        gap = _gap(best.rows.score, pair.rows.score)
+        gap = paired_gap(best.rows.score, pair.rows.score)
         pair.candidate.score_gap, pair.candidate.score_gap_se = gap
-    by_score = [pair for pair in scored if _within(_gap(best.rows.score, pair.rows.score), tolerance, standard_errors)]
+    by_score = [
+        pair for pair in scored if within(paired_gap(best.rows.score, pair.rows.score), tolerance, standard_errors)
+    ]
     confident = max(by_score, key=lambda pair: pair.candidate.holdout_confidence)
     for pair in scored:
-        gap = _gap(confident.rows.confidence, pair.rows.confidence)
+        gap = paired_gap(confident.rows.confidence, pair.rows.confidence)
         pair.candidate.confidence_gap, pair.candidate.confidence_gap_se = gap
     return [
         pair
         for pair in by_score
-        if _within(_gap(confident.rows.confidence, pair.rows.confidence), tolerance, standard_errors)
+        if within(paired_gap(confident.rows.confidence, pair.rows.confidence), tolerance, standard_errors)
     ]
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, search
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, holdout, search
 from fhe_estimators.fhe import compiled_accumulator_bits
 
 QUICK = dict(hidden_layer_sizes=(12,), max_epochs=20, random_state=0)
@@ -77,13 +77,13 @@ def test_the_final_fine_tune_is_kept_only_if_it_keeps_the_price(tightened, breas
     model = NeuralNetClassifier(**QUICK).fit(X_train, y_train)
     [chosen] = [c for c in model.tightening_candidates_ if c["chosen"]]
     assert chosen["fine_tuned_on_all_data"] is False
-    assert model.n_train_samples_ == len(X_train) - int(np.ceil(search.HOLDOUT_FRACTION * len(X_train)))  # as split
+    assert model.n_train_samples_ == len(X_train) - int(np.ceil(holdout.HOLDOUT_FRACTION * len(X_train)))  # as split
     assert model.accumulator_budget_ == chosen["accumulator_bits"]
     assert model.fhe_cost_.pbs_count == chosen["pbs_count"]  # exactly the circuit that was scored
 
 
 def _scored(correct: list[int], confidence: list[float], latency: float):
-    rows = search.HoldoutRows(np.asarray(correct, dtype=float), np.asarray(confidence, dtype=float))
+    rows = holdout.HoldoutRows(np.asarray(correct, dtype=float), np.asarray(confidence, dtype=float))
     candidate = search.Candidate(10, 0.0, None, rows.score.mean(), rows.confidence.mean(), latency, 1, 1.0, 1.0)
     return search.Scored(candidate, None, rows)
 
