@@ -23,6 +23,8 @@ from .pruning import PRUNING_SCHEDULES
 #: and trains accumulator-aware (A2Q-style): each neuron's weights are scaled down after every
 #: optimizer step until its exact worst case fits (see fhe_estimators/accumulator_aware.py).
 PRUNING_BUDGETS = ("exact", "count", "l1")
+#: Learning-rate schedules: "cosine" anneals from ``lr`` to 0 over each training call; None: constant.
+LR_SCHEDULES = ("cosine", None)
 
 
 def validate_hyperparameters(estimator) -> None:
@@ -52,6 +54,12 @@ def validate_hyperparameters(estimator) -> None:
             f"pruning_budget must be one of {PRUNING_BUDGETS}, got {estimator.pruning_budget!r}: \"exact\" keeps "
             "each neuron's largest weights whose exact worst case fits n_accum_bits, \"count\" keeps "
             "n_hidden_neurons_multiplier × Ω, \"l1\" shrinks weights during training so they fit (A2Q-style)."
+        )
+    schedule = estimator.lr_schedule
+    if not (schedule is None or (isinstance(schedule, str) and schedule in LR_SCHEDULES)):
+        raise ValueError(
+            f"lr_schedule must be one of {LR_SCHEDULES}, got {estimator.lr_schedule!r}: \"cosine\" anneals the "
+            "learning rate to 0 over each training call, None keeps it constant."
         )
     removal = estimator.neuron_removal
     if isinstance(removal, bool) or not isinstance(removal, numbers.Real) or not 0.0 <= removal < 1.0:
