@@ -287,7 +287,7 @@ class _FHEMixin:
 
     def _select_weight_decay(self, X: np.ndarray, y: np.ndarray) -> float:
         """Fit once per candidate penalty on the internal split (:mod:`.holdout`), keep the
-        strongest that ties the best on the hold-out; the caller then trains on all the data.
+        best on the hold-out (a tie: the stronger); the caller then trains on all the data.
 
         Scores are those of the quantized network in the clear, which are the
         FHE-simulated ones (the forward pass reproduces the circuit's rounding).
@@ -304,12 +304,8 @@ class _FHEMixin:
             candidate.fit(X[train], y[train])
             y_valid = candidate._encode_targets(y[valid], len(valid))  # the candidate's own encoding
             rows[decay] = holdout.holdout_rows(candidate, X[valid], y_valid).score
-        decay, self.weight_decay_scores_ = holdout.choose_weight_decay(rows, self._standard_errors())
+        decay, self.weight_decay_scores_ = holdout.choose_weight_decay(rows)
         return decay
-
-    def _standard_errors(self) -> float:
-        """Standard errors a hold-out tie may span (:data:`search.STANDARD_ERRORS` for a classifier)."""
-        return search.STANDARD_ERRORS if self._estimator_type == "classifier" else 0.0
 
     def set_params(self, **params):
         """skorch's ``set_params``, keeping ``optimizer__*`` values as parameters.

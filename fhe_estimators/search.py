@@ -263,7 +263,7 @@ def _fit_base(estimator, X, y, train, holdout, fit_params: dict):
         return fitted()
     fits = {decay: fitted(decay) for decay in AUTO_WEIGHT_DECAYS}
     rows = {decay: holdout_rows(model, X[holdout], y[holdout]).score for decay, model in fits.items()}
-    chosen, fits[chosen].weight_decay_scores_ = choose_weight_decay(rows, estimator._standard_errors())
+    chosen, fits[chosen].weight_decay_scores_ = choose_weight_decay(rows)
     return fits[chosen]
 
 

@@ -147,3 +147,19 @@ def test_weight_decay_must_be_a_number_or_auto(diabetes, bad):
     X_train, _, y_train, _ = diabetes
     with pytest.raises(ValueError, match="optimizer__weight_decay"):
         NeuralNetRegressor(max_epochs=1, optimizer__weight_decay=bad).fit(X_train, y_train)
+
+
+def test_cosine_learning_rate_anneals_each_training_call(iris):
+    X_train, _, y_train, _ = iris
+    model = NeuralNetClassifier(hidden_layer_sizes=(4,), max_epochs=6, tighten=False, random_state=0)
+    model.fit(X_train, y_train)
+    rates = model.history[:, "lr"]
+    assert rates[0] == pytest.approx(model.lr) and all(a > b for a, b in zip(rates, rates[1:]))
+    assert rates[-1] < 0.1 * model.lr
+    model.partial_fit(X_train, y_train)  # a new call anneals again from lr
+    assert model.history[-6, "lr"] == pytest.approx(model.lr)
+    constant = NeuralNetClassifier(hidden_layer_sizes=(4,), max_epochs=6, tighten=False, lr_schedule=None)
+    constant.fit(X_train, y_train)
+    assert "lr" not in constant.history[-1] and constant.optimizer_.param_groups[0]["lr"] == constant.lr
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        NeuralNetClassifier(lr_schedule="linear").fit(X_train, y_train)

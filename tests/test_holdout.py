@@ -29,11 +29,12 @@ def test_ties_go_to_the_simpler_choice():
     assert holdout.simplest_within([best.copy(), best], standard_errors=0.0) == 0
 
 
-def test_weight_decay_choice_prefers_the_strongest_tie():
-    rows = {1e-4: np.ones(28), 1e-2: np.r_[0.0, np.ones(27)], 1e-1: np.r_[np.zeros(5), np.ones(23)]}
-    decay, scores = holdout.choose_weight_decay(rows, standard_errors=1.0)
-    assert decay == 1e-2 and scores[1e-4] == 1.0 and scores[1e-1] == pytest.approx(23 / 28)
-    assert holdout.choose_weight_decay(rows, standard_errors=0.0)[0] == 1e-4
+def test_weight_decay_choice_prefers_the_stronger_of_exact_ties():
+    rows = {1e-4: np.ones(28), 1e-2: np.ones(28), 1e-1: np.r_[0.0, np.ones(27)]}
+    decay, scores = holdout.choose_weight_decay(rows)
+    assert decay == 1e-2 and scores[1e-4] == 1.0 and scores[1e-1] == pytest.approx(27 / 28)
+    rows[1e-2] = np.r_[0.0, np.ones(27)]  # one row worse is not a tie
+    assert holdout.choose_weight_decay(rows)[0] == 1e-4
 
 
 def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatch):
