@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from . import fhe as fhe_backend
 from .fhe import DEFAULT_P_ERROR
-from . import finalize, holdout, search, validation
+from . import distillation, finalize, holdout, search, validation
 from .budget import default_input_bits, omega
 from .holdout import AUTO_MIN_SAMPLES, AUTO_WEIGHT_DECAYS
 from .cost import estimate_cost
@@ -91,6 +91,7 @@ class _FHEMixin:
         "pruning_end",
         "pruning_frequency",
         "lr_schedule",
+        "distillation",
         "tighten",
         "tighten_tolerance",
         "rounding_threshold_bits",
@@ -188,6 +189,14 @@ class _FHEMixin:
         finally:
             del self._in_training_loop  # back to the class default
 
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        """skorch's loss, mixed with the distance to the float teacher's outputs while training
+        with ``distillation`` (see :mod:`.distillation`)."""
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if not training or X is None or getattr(self, "distillation_teacher_", None) is None:
+            return loss
+        return distillation.distilled_loss(self, loss, y_pred, X)
+
     def check_data(self, X, y):
         # X and y were validated and encoded before training; skorch needs nothing more.
         pass
@@ -253,6 +262,7 @@ class _FHEMixin:
             vars(self).pop("weight_decay_scores_", None)
             self.weight_decay_ = float(weight_decay)
         self.n_train_samples_ = len(X)
+        self.distillation_teacher_ = distillation.fit_teacher(self, X, y) if self.distillation else None
         rng = check_random_state(self.random_state)
         if self.random_state is not None:
             # An int seeds torch as given; a RandomState instance draws torch's seed.
@@ -500,6 +510,7 @@ class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
         pruning_end=0.6,
         pruning_frequency=1,
         lr_schedule="cosine",
+        distillation=None,
         tighten=True,
         tighten_tolerance=0.01,
         rounding_threshold_bits=None,
@@ -601,6 +612,7 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         pruning_end=0.6,
         pruning_frequency=1,
         lr_schedule="cosine",
+        distillation=None,
         tighten=True,
         tighten_tolerance=0.01,
         rounding_threshold_bits=None,

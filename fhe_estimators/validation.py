@@ -16,6 +16,7 @@ from sklearn.utils.multiclass import type_of_target
 
 from . import fhe as fhe_backend
 from .budget import check_positive_int, omega
+from .distillation import DISTILLATIONS
 from .pruning import PRUNING_SCHEDULES
 
 #: How many weights a neuron keeps: "count" keeps multiplier × Ω; "exact" keeps its largest
@@ -51,15 +52,21 @@ def validate_hyperparameters(estimator) -> None:
         raise ValueError(f"pruning must be one of {PRUNING_SCHEDULES}, got {estimator.pruning!r}.")
     if not isinstance(estimator.pruning_budget, str) or estimator.pruning_budget not in PRUNING_BUDGETS:
         raise ValueError(
-            f"pruning_budget must be one of {PRUNING_BUDGETS}, got {estimator.pruning_budget!r}: \"exact\" keeps "
-            "each neuron's largest weights whose exact worst case fits n_accum_bits, \"count\" keeps "
-            "n_hidden_neurons_multiplier × Ω, \"l1\" shrinks weights during training so they fit (A2Q-style)."
+            f'pruning_budget must be one of {PRUNING_BUDGETS}, got {estimator.pruning_budget!r}: "exact" keeps '
+            'each neuron\'s largest weights whose exact worst case fits n_accum_bits, "count" keeps '
+            'n_hidden_neurons_multiplier × Ω, "l1" shrinks weights during training so they fit (A2Q-style).'
         )
     schedule = estimator.lr_schedule
     if not (schedule is None or (isinstance(schedule, str) and schedule in LR_SCHEDULES)):
         raise ValueError(
-            f"lr_schedule must be one of {LR_SCHEDULES}, got {estimator.lr_schedule!r}: \"cosine\" anneals the "
+            f'lr_schedule must be one of {LR_SCHEDULES}, got {estimator.lr_schedule!r}: "cosine" anneals the '
             "learning rate to 0 over each training call, None keeps it constant."
+        )
+    teacher = estimator.distillation
+    if not (teacher is None or (isinstance(teacher, str) and teacher in DISTILLATIONS)):
+        raise ValueError(
+            f'distillation must be one of {DISTILLATIONS}, got {teacher!r}: "mlp" also trains on the outputs '
+            "of a float scikit-learn MLP fitted on the same rows, None on the labels only."
         )
     removal = estimator.neuron_removal
     if isinstance(removal, bool) or not isinstance(removal, numbers.Real) or not 0.0 <= removal < 1.0:
