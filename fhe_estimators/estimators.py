@@ -297,7 +297,7 @@ class _FHEMixin:
 
     def _select_weight_decay(self, X: np.ndarray, y: np.ndarray) -> float:
         """Fit once per candidate penalty on the internal split (:mod:`.holdout`), keep the
-        best on the hold-out (a tie: the stronger); the caller then trains on all the data.
+        best on the hold-out (:func:`holdout.choose_weight_decay`); the caller then trains on all the data.
 
         Scores are those of the quantized network in the clear, which are the
         FHE-simulated ones (the forward pass reproduces the circuit's rounding).
@@ -313,7 +313,7 @@ class _FHEMixin:
             candidate = clone(self).set_params(optimizer__weight_decay=decay, verbose=0, tighten=False)
             candidate.fit(X[train], y[train])
             y_valid = candidate._encode_targets(y[valid], len(valid))  # the candidate's own encoding
-            rows[decay] = holdout.holdout_rows(candidate, X[valid], y_valid).score
+            rows[decay] = holdout.holdout_rows(candidate, X[valid], y_valid)
         decay, self.weight_decay_scores_ = holdout.choose_weight_decay(rows)
         return decay
 

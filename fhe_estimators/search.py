@@ -262,7 +262,7 @@ def _fit_base(estimator, X, y, train, holdout, fit_params: dict):
     if not (isinstance(decay, str) and decay == "auto") or len(train) < AUTO_MIN_SAMPLES:
         return fitted()
     fits = {decay: fitted(decay) for decay in AUTO_WEIGHT_DECAYS}
-    rows = {decay: holdout_rows(model, X[holdout], y[holdout]).score for decay, model in fits.items()}
+    rows = {decay: holdout_rows(model, X[holdout], y[holdout]) for decay, model in fits.items()}
     chosen, fits[chosen].weight_decay_scores_ = choose_weight_decay(rows)
     return fits[chosen]
 

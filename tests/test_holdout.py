@@ -18,23 +18,29 @@ def test_the_split_is_stratified_fixed_and_survives_a_rare_class():
     assert len(train) + len(held) == len(rare) and len(set(train) & set(held)) == 0
 
 
-def test_ties_go_to_the_simpler_choice():
+def test_paired_gap_and_the_one_standard_error_rule():
     best = np.ones(28)
-    one_miss = np.r_[0.0, np.ones(27)]
-    three_misses = np.r_[np.zeros(3), np.ones(25)]
-    # Simplest first: one miss in 28 rows is within one standard error of the best, three are not.
-    assert holdout.simplest_within([three_misses, one_miss, best], standard_errors=1.0) == 1
-    assert holdout.simplest_within([three_misses, one_miss, best], standard_errors=0.0) == 2
-    # An exact tie goes to the simpler one even without allowance.
-    assert holdout.simplest_within([best.copy(), best], standard_errors=0.0) == 0
+    one_miss, three_misses = np.r_[0.0, np.ones(27)], np.r_[np.zeros(3), np.ones(25)]
+    assert holdout.paired_gap(best, one_miss) == pytest.approx((1 / 28, 1 / 28))
+    # One miss in 28 rows is within one standard error; three are not; none without allowance.
+    assert holdout.within(holdout.paired_gap(best, one_miss), 0.0, standard_errors=1.0)
+    assert not holdout.within(holdout.paired_gap(best, three_misses), 0.0, standard_errors=1.0)
+    assert not holdout.within(holdout.paired_gap(best, one_miss), 0.0, standard_errors=0.0)
 
 
-def test_weight_decay_choice_prefers_the_stronger_of_exact_ties():
-    rows = {1e-4: np.ones(28), 1e-2: np.ones(28), 1e-1: np.r_[0.0, np.ones(27)]}
-    decay, scores = holdout.choose_weight_decay(rows)
-    assert decay == 1e-2 and scores[1e-4] == 1.0 and scores[1e-1] == pytest.approx(27 / 28)
-    rows[1e-2] = np.r_[0.0, np.ones(27)]  # one row worse is not a tie
-    assert holdout.choose_weight_decay(rows)[0] == 1e-4
+def test_weight_decay_choice_breaks_accuracy_ties_by_confidence_then_strength():
+    def rows(correct, confidence):
+        return holdout.HoldoutRows(np.asarray(correct, dtype=float), np.full(len(correct), confidence))
+
+    perfect = [1.0] * 28
+    choices = {1e-4: rows(perfect, 0.90), 1e-2: rows(perfect, 0.95), 1e-1: rows(perfect, 0.60)}
+    decay, scores = holdout.choose_weight_decay(choices)
+    assert decay == 1e-2 and scores == {1e-4: 1.0, 1e-2: 1.0, 1e-1: 1.0}
+    choices[1e-1] = rows(perfect, 0.95)  # a full tie goes to the stronger penalty
+    assert holdout.choose_weight_decay(choices)[0] == 1e-1
+    choices[1e-4] = rows([1.0] * 27 + [1.0], 0.5)
+    choices[1e-2] = choices[1e-1] = rows([0.0] + [1.0] * 27, 0.99)  # accuracy comes first
+    assert holdout.choose_weight_decay(choices)[0] == 1e-4
 
 
 def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatch):
