@@ -20,6 +20,7 @@ gap = best float − ours (simulated). Torch and BLAS run one thread (see multip
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generalization.py
       [--datasets wine moons ...] [--params '{"tighten": false}' --label tighten_off] [--out PATH] [--markdown PATH]
+      (--params may hold per-task parameters: '{"classification": {"optimizer__weight_decay": 0.0001}}')
       [--report-only benchmarks/results/generalization_defaults.json benchmarks/results/generalization_tighten_off.json]
 
 Each run writes ``benchmarks/results/generalization_<label>.json`` (after every data set) and the
@@ -252,7 +253,8 @@ def describe_row(row: dict) -> str:
 
 def run(names: list[str], params: dict, label: str, out: Path) -> list[dict]:
     """Every data set of ``names``, each recorded (and ``out`` rewritten) as it finishes."""
-    model_params = {**BASE_PARAMS, **params}
+    shared = {key: value for key, value in params.items() if key not in (CLS, REG)}
+    model_params = {**BASE_PARAMS, **shared}
     bits = [model_params["n_w_bits"], model_params["n_a_bits"], model_params["n_accum_bits"]]
     environment = describe_environment()
     results: list[dict] = []
@@ -261,7 +263,8 @@ def run(names: list[str], params: dict, label: str, out: Path) -> list[dict]:
         data, task = load(name), DATASETS[name].task
         row = {**describe_data(name, data), "label": label, "params": params, "bits": bits, "environment": environment}
         row.update(floats(task, data))  # kept when ours fails
-        run_ours = partial(ours_with_gap, task, model_params, data, row["best_float"])
+        task_params = {**model_params, **params.get(task, {})}  # e.g. {"classification": {...}}
+        run_ours = partial(ours_with_gap, task, task_params, data, row["best_float"])
         record_cell(row, run_ours, f"{label} {name:16s}", describe_row, results, out)
     return results
 

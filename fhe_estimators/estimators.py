@@ -45,8 +45,8 @@ CALIBRATION_ROWS = 500
 #: Fraction of training over which quantizers measure their input ranges.
 STATS_FRACTION = 0.4
 
-#: The classifier's L2 penalty unless the user sets ``optimizer__weight_decay``:
-#: it keeps weights small, which is what lets a pruned neuron fit its accumulator.
+#: The L2 penalty when "auto" has too few rows to choose (it keeps weights small, which is what
+#: lets a pruned neuron fit its accumulator). Both estimators default to "auto".
 DEFAULT_WEIGHT_DECAY = 1e-4
 
 
@@ -106,7 +106,7 @@ class _FHEMixin:
     virtual_params_ = _stored_privately("virtual_params_")
 
     #: ``optimizer__weight_decay`` when the user does not set it (see ``_resolve_weight_decay``).
-    _default_weight_decay: float | str = DEFAULT_WEIGHT_DECAY
+    _default_weight_decay: float | str = "auto"
 
     def _store_fhe_params(self, arguments: dict) -> None:
         """Store our constructor arguments as they are (scikit-learn convention)."""
@@ -640,8 +640,6 @@ class NeuralNetRegressor(_FHEMixin, skorch.NeuralNetRegressor, BaseEstimator):
         arguments = dict(locals())
         super().__init__(QuantMLP, **_skorch_kwargs(dict(arguments)))
         self._store_fhe_params(arguments)
-
-    _default_weight_decay = "auto"
 
     def _more_tags(self):
         return {"multioutput": True}

@@ -73,7 +73,21 @@ def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatc
     assert set(plain.weight_decay_scores_) == set(holdout.AUTO_WEIGHT_DECAYS)
 
 
-def test_a_fixed_weight_decay_is_not_searched(breast_cancer):
+def test_a_fixed_weight_decay_is_not_searched_and_auto_is_the_default(breast_cancer):
+    from fhe_estimators.estimators import _FHEMixin
+
+    assert _FHEMixin._default_weight_decay == "auto"  # both estimators (conftest fixes it for speed)
     X_train, _, y_train, _ = breast_cancer
-    model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=10, random_state=0).fit(X_train, y_train)
-    assert model.weight_decay_ == 1e-4 and not hasattr(model, "weight_decay_scores_")
+    model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, optimizer__weight_decay=1e-3)
+    model.fit(X_train, y_train)
+    assert model.weight_decay_ == 1e-3 and not hasattr(model, "weight_decay_scores_")
+
+
+def test_the_classifier_chooses_its_weight_decay_in_the_search(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    params = dict(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, optimizer__weight_decay="auto")
+    model = NeuralNetClassifier(**params).fit(X_train, y_train)
+    scores = model.weight_decay_scores_
+    assert set(scores) == set(holdout.AUTO_WEIGHT_DECAYS)
+    assert scores[model.weight_decay_] == max(scores.values())  # the best accuracy (then confidence)
+    assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
