@@ -49,3 +49,23 @@ def test_bench_rejects_unknown_budgets_and_datasets(bad, tmp_path):
         parse_budget(bad)
     with pytest.raises(ValueError, match="Unknown data sets"):
         main(["bench", "--datasets", "mnist", "--out", str(tmp_path)])
+
+
+def test_generalization_benchmark_runs_and_reports(tmp_path):
+    """benchmarks/generalization.py end to end on one small set, with per-task parameters."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "generalization.py"
+    out, report = tmp_path / "wine.json", tmp_path / "generalization.md"
+    params = {"tighten": False, "classification": {"max_epochs": 5}}
+    command = [sys.executable, str(script), "--datasets", "wine", "--params", json.dumps(params)]
+    command += ["--label", "quick", "--out", str(out), "--markdown", str(report)]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    [row] = json.loads(out.read_text())
+    assert row["dataset"] == "wine" and row["label"] == "quick" and "error" not in row and row["params"] == params
+    assert row["gap"] == pytest.approx(row["best_float"] - row["simulated_score"])
+    assert row["best_float"] == max(row["float_32"], row["float_100"])
+    assert "wine" in report.read_text() and "quick" in report.read_text()
