@@ -62,7 +62,10 @@ def _pot_lsbs(module, index: int) -> int:
     input_scale = module.input_quant.quant_act_scale() if index == 0 else module.activations[index - 1].quant_act_scale()
     weight_scale = module.linears[index].quant_weight().scale
     output_scale = module.activations[index].quant_act_scale()
-    lsbs = -sum(sign * int(np.rint(np.log2(_scale(s)))) for sign, s in ((1, input_scale), (1, weight_scale), (-1, output_scale)))
+    scales = [_scale(s) for s in (input_scale, weight_scale, output_scale)]
+    if not all(np.isfinite(s) and s > 0 for s in scales):
+        return 0  # a dead layer (all weights or inputs zero): nothing to round, as QuantMLP does
+    lsbs = -sum(sign * int(np.rint(np.log2(s))) for sign, s in zip((1, 1, -1), scales))
     return max(0, lsbs)
 
 

@@ -132,7 +132,12 @@ class QuantMLP(nn.Module):
         """
         unit = (input_scale * linear.quant_weight().scale).detach()
         output_scale = activation.quant_act_scale().detach()
-        lsbs = int(round(math.log2(float(output_scale / unit))))
+        ratio = float(output_scale / unit)
+        if not math.isfinite(ratio) or ratio <= 0:
+            # A dead layer (every weight, or every input, pruned or decayed to zero): nothing to
+            # round. Seen with a strong weight decay on a small network: 0 / 0 here.
+            return z
+        lsbs = int(round(math.log2(ratio)))
         if lsbs <= 0:
             return z
         accumulator = torch.round((z - linear.bias).detach() / unit)

@@ -120,19 +120,31 @@ class Candidate:
         return asdict(self)
 
 
-def _fine_tune(model, X: np.ndarray, y: np.ndarray, epochs: int) -> None:
-    """``epochs`` more epochs with the masks fixed, then the exact check at the model's budget."""
+def _fine_tune(model, X: np.ndarray, y: np.ndarray, epochs: int) -> bool:
+    """``epochs`` more epochs with the masks fixed, then the exact check at the model's budget.
+
+    False (and no check) if a layer ended with no weight left: such a network computes a
+    constant, and its quantizer has no scale to check.
+    """
     max_epochs = model.max_epochs
     model.max_epochs = epochs
     try:
         model._training_loop(X, y)
     finally:
         model.max_epochs = max_epochs
+    if _has_dead_layer(model):
+        return False
     model._finalize_pruning()
+    return True
+
+
+def _has_dead_layer(model) -> bool:
+    return any(not torch.count_nonzero(layer.weight) for layer in model.module_.linears)
 
 
 def _derive(base, X, y, bits: int, fraction: float, epochs: int):
-    """A copy of the trained ``base`` pruned to ``bits`` and ``fraction`` fewer neurons, fine-tuned."""
+    """A copy of the trained ``base`` pruned to ``bits`` and ``fraction`` fewer neurons, fine-tuned;
+    None when a layer loses every weight (a narrow budget on a small layer, or the penalty)."""
     model = copy.deepcopy(base)
     model._set_accumulator_budget(bits)
     with torch.no_grad():
@@ -141,7 +153,8 @@ def _derive(base, X, y, bits: int, fraction: float, epochs: int):
             if n_off:
                 layer.weight[lowest_norm_rows(layer.weight, n_off)] = 0.0
     model._finalize_pruning()  # prune to the new budget; dead neurons leave the network
-    _fine_tune(model, X, y, epochs)
+    if _has_dead_layer(model) or not _fine_tune(model, X, y, epochs):
+        return None
     return model
 
 
@@ -216,6 +229,8 @@ def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
     scored: list[Scored] = []
 
     def consider(model, bits, fraction, rounding):
+        if model is None:
+            return  # a derived network with a dead layer: not a candidate
         rows = _holdout_rows(model, X[holdout], y[holdout], rounding)
         scored.append(Scored(_price(model, rounding, rows, bits, fraction), model, rows))
 
@@ -274,12 +289,15 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, epochs: 
     as scored, 14.7 s and 2.2 GB after). Then the scored model is kept, as it was validated."""
     rounding = winner.candidate.rounding_threshold_bits
     finished = copy.deepcopy(winner.model)
-    _fine_tune(finished, X, y, epochs)
+    alive = _fine_tune(finished, X, y, epochs)
     finished.calibration_X_ = estimator._calibration_sample(X)
     finished.n_train_samples_ = len(X)
-    price = estimate_cost(finished, rounding_threshold_bits=rounding)
-    as_finished = _objective(price.latency_s, price.keygen_s)
-    winner.candidate.fine_tuned_on_all_data = bool(as_finished <= FINAL_COST_SLACK * objective_s(winner.candidate))
+    if alive:
+        price = estimate_cost(finished, rounding_threshold_bits=rounding)
+        as_finished = _objective(price.latency_s, price.keygen_s)
+    winner.candidate.fine_tuned_on_all_data = bool(
+        alive and as_finished <= FINAL_COST_SLACK * objective_s(winner.candidate)
+    )
     model = finished if winner.candidate.fine_tuned_on_all_data else winner.model
     model.rounding_threshold_bits_ = rounding
     return model

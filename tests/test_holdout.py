@@ -91,3 +91,25 @@ def test_the_classifier_chooses_its_weight_decay_in_the_search(breast_cancer):
     assert set(scores) == set(holdout.AUTO_WEIGHT_DECAYS)
     assert scores[model.weight_decay_] == max(scores.values())  # the best accuracy (then confidence)
     assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
+
+
+def test_a_strong_penalty_on_a_tiny_network_does_not_crash(iris):
+    """Weight decay "auto" tries 0.3: on a tiny network it can decay a whole layer to zero. The forward
+    pass's accumulator rounding (0 / 0 scales) and the cost model must survive a dead layer."""
+    import torch
+
+    from fhe_estimators.circuit_plan import _pot_lsbs
+    from fhe_estimators.module import QuantMLP
+
+    torch.manual_seed(0)
+    module = QuantMLP(4, 3, (2,), n_w_bits=3, n_a_bits=3)
+    with torch.no_grad():
+        module.linears[0].weight.zero_()
+        module.linears[0].bias.zero_()
+    outputs = module(torch.randn(8, 4))
+    assert torch.isfinite(outputs).all()
+    assert _pot_lsbs(module, 0) == 0
+    X_train, _, y_train, _ = iris
+    model = NeuralNetClassifier(hidden_layer_sizes=(2,), max_epochs=30, random_state=0, tighten=False)
+    model.set_params(optimizer__weight_decay=0.3, n_accum_bits=8).fit(X_train, y_train)
+    assert np.isfinite(model.fhe_cost_.latency_s)
