@@ -262,9 +262,9 @@ def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
 def _fit_base(estimator, X, y, train, holdout, fit_params: dict):
     """The network trained at the user's budget on the ``train`` part, which candidates derive from.
 
-    With ``optimizer__weight_decay="auto"`` one network per penalty, on the same split: the
-    strongest penalty that ties the best on the hold-out is kept (as without the search, see
-    ``_select_weight_decay``), and no refit is needed.
+    With ``optimizer__weight_decay="auto"`` one network per penalty, on the same split, and the
+    one :func:`holdout.choose_weight_decay` picks on the hold-out is kept (the rule ``fit`` uses
+    without the search too); no refit is needed.
     """
 
     def fitted(weight_decay=None):
