@@ -27,9 +27,9 @@ HOLDOUT_FRACTION = 0.25
 #: Seed of the split (fixed: the same data gives the same hold-out whatever ``random_state``).
 SPLIT_SEED = 0
 
-#: ``optimizer__weight_decay="auto"`` (the regressor's default) tries these penalties on the
-#: hold-out and keeps the strongest that ties the best (:func:`choose_weight_decay`), as
-#: ``RidgeCV`` picks its alpha. Noisy targets (diabetes) want 0.1–0.3, clean ones 1e-4.
+#: ``optimizer__weight_decay="auto"`` (both estimators' default) tries these penalties on the
+#: hold-out and keeps the one :func:`choose_weight_decay` picks, as ``RidgeCV`` picks its alpha.
+#: Noisy targets (diabetes) want 0.1–0.3, clean ones 1e-4.
 AUTO_WEIGHT_DECAYS = (1e-4, 1e-2, 1e-1, 3e-1)
 #: Below this many training rows a hold-out says nothing; "auto" then means the default penalty.
 AUTO_MIN_SAMPLES = 20
