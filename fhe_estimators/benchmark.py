@@ -183,6 +183,9 @@ def measure_builtin(dataset, task, budget, split, n_samples, costs, epochs: int)
         params.update(module__n_w_bits=n_w, module__n_a_bits=n_a, module__n_accum_bits=n_accum, max_epochs=epochs)
     y_fit = split[2] if task == "classification" else split[2].astype(np.float32).reshape(-1, 1)
     model = (NeuralNetClassifier if task == "classification" else NeuralNetRegressor)(**params)
+    import torch
+
+    torch.manual_seed(0)  # its weights would otherwise depend on what ran before (our fit's RNG use)
     return _measure_compiled(model, MODELS[1], dataset, task, budget, split, y_fit, split[0], n_samples, costs)
 
 
