@@ -21,7 +21,7 @@ import numpy as np
 from distributed import Client, LocalCluster
 
 from fhe_estimators import FHEServer, NeuralNetClassifier, load
-from fhe_estimators.benchmark import load_split, parse_budget
+from fhe_estimators.benchmarking import load_split, parse_budget
 from fhe_estimators.scale_out import run_on_dask
 
 warnings.filterwarnings("ignore")

@@ -10,7 +10,7 @@ must not make them worse.
 
 Per data set: StandardScaler fitted on the training part, test_size=0.25, random_state=0, stratified
 for classification. The documented sets keep the split of every other benchmark here
-(``fhe_estimators.benchmark.load_split``, not stratified), so their scores compare with the published
+(``fhe_estimators.benchmarking.load_split``, not stratified), so their scores compare with the published
 ones. Two float scikit-learn MLPs, hidden_layer_sizes (32,) and (100,) (random_state=0, max_iter=2000,
 no early stopping; a regressor is fitted on raw and on standardized targets and the better test score
 kept: standardized ones converge on Friedman 1-3, raw ones overfit diabetes less), then our estimator with its
@@ -58,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from grid import failed_runs, record_cell  # noqa: E402
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor  # noqa: E402
-from fhe_estimators.benchmark import describe_environment, load_split  # noqa: E402
+from fhe_estimators.benchmarking import describe_environment, load_split  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -85,7 +85,7 @@ class Spec:
     def describe(self) -> str:
         """``make_moons(n_samples=1000, noise=0.3, random_state=0) + 8 pure-noise features``."""
         if self.make is None:
-            return "scikit-learn's bundled set, split by fhe_estimators.benchmark.load_split"
+            return "scikit-learn's bundled set, split by fhe_estimators.benchmarking.load_split"
         kwargs = ", ".join(f"{k}={v}" for k, v in self.make.keywords.items() if k != "return_X_y")
         text = f"{self.make.func.__name__}({kwargs})"
         return text + (f" + {self.noise_features} pure-noise features" if self.noise_features else "")

@@ -34,7 +34,7 @@ from grid import failed_runs, parse_budget, record_cell  # noqa: E402
 from pruning_ablation import BUDGETS, DATASETS as TUNING_DATASETS, float_ceiling, split  # noqa: E402
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor  # noqa: E402
-from fhe_estimators.benchmark import describe_environment  # noqa: E402
+from fhe_estimators.benchmarking import describe_environment  # noqa: E402
 
 warnings.filterwarnings("ignore")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
-from fhe_estimators import fhe as fhe_backend
-from fhe_estimators.benchmark import DATASETS, describe_environment, load_split
+from fhe_estimators import runtime
+from fhe_estimators.benchmarking import DATASETS, describe_environment, load_split
 
 warnings.filterwarnings("ignore")
 RESULTS = Path(__file__).parent / "results" / "p_error_study"
@@ -31,7 +31,7 @@ def measure(model, X_test, y_test, task: str, p_error) -> dict:
     circuit = model.quantized_module_.fhe_circuit
     simulated = model.predict(X_test, fhe="simulate")
     score = float(model.score(X_test, y_test, fhe="simulate"))
-    keygen_s = fhe_backend.keygen(model.quantized_module_)
+    keygen_s = runtime.keygen(model.quantized_module_)
     keys_mb = len(circuit.keys.evaluation.serialize()) / 1e6
     times, equal = [], []
     for index in range(N_SAMPLES):

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV
 
 from fhe_estimators import NeuralNetClassifier
-from fhe_estimators.benchmark import _measure_compiled, describe_environment, load_split, measure_builtin
+from fhe_estimators.benchmarking import describe_environment, load_split, measure_builtin, measure_compiled
 from fhe_estimators.pbs_costs import load_pbs_costs
 
 warnings.filterwarnings("ignore")
@@ -80,7 +80,8 @@ def main():
     print(rows[-1], flush=True)
     for name, params in variants.items():
         model = NeuralNetClassifier(**{**BUDGET, **BEFORE, **params}, random_state=0)
-        rows.append(_measure_compiled(model, name, "breast_cancer", "classification", "(3,3,10)", split, y_train, None, N_SAMPLES, costs))
+        args = ("breast_cancer", "classification", "(3,3,10)", split, y_train, None, N_SAMPLES, costs)
+        rows.append(measure_compiled(model, name, *args))
         print(rows[-1], flush=True)
 
     anchor = rows[0].latency_s

@@ -8,6 +8,7 @@ from .budget import omega
 from .deploy import FHEClient, FHEServer, load
 from .estimators import NeuralNetClassifier, NeuralNetRegressor
 from .process_exit import keep_exit_status
+from .remote import RemoteClient  # noqa: F401  (HTTP client of `fhe-estimators serve`; stdlib only)
 
 keep_exit_status()  # otherwise Concrete turns every exit status into 0 once a circuit has run: see process_exit
 

@@ -2,43 +2,99 @@
 (and, with ``pruning_budget="l1"``, the accumulator-aware projection).
 
 :class:`~fhe_estimators.pruning.PerNeuronPruning` (in ``pruning.py``, usable by any skorch
-net) is configured here from the estimator's parameters; :class:`TrainingScore` records
-what each pruning step cost in ``history``.
+net) is configured here from the estimator's parameters; :func:`training_score` records
+what each pruning step cost in ``history`` (``train_acc`` / ``train_r2``).
+
+**Callbacks see encoded targets.** Inside skorch's training loop the targets are those the
+network trains on: a classifier's labels encoded as ``0 .. n_classes - 1`` (in the order of
+``classes_``), a regressor's targets standardized (minus ``target_mean_``, over
+``target_scale_``, always 2-D). The estimator's ``predict`` is not usable there: it needs a
+fitted model, and returns the original labels or values. A scoring callback must instead
+compare the torch network's outputs (``net.forward(X)``, which accepts skorch's datasets and
+uses skorch's cached predictions) with those encoded targets. :func:`encoded_scorer` builds
+such a scorer from a metric ``metric(y_true, y_pred)``; the predictions it passes are class
+indices (classifier) or standardized values (regressor)::
+
+    from sklearn.metrics import f1_score
+    from skorch.callbacks import EpochScoring
+    from fhe_estimators.callbacks import encoded_scorer
+
+    NeuralNetClassifier(train_split=ValidSplit(5), callbacks=[
+        EpochScoring(encoded_scorer(f1_score), name="valid_f1", lower_is_better=False)])
+
+skorch's ``valid_acc`` (recorded with a ``train_split``) is such a scorer (:func:`valid_accuracy`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import skorch
-import torch
-from sklearn.metrics import r2_score
-from skorch.utils import data_from_dataset
+from sklearn.metrics import accuracy_score, r2_score
+from skorch.callbacks import EpochScoring
+from skorch.utils import to_numpy
 
 from .accumulator_aware import AccumulatorAwareProjection
+from .budget_policies import make_budget_policy
 from .pruning import PerNeuronPruning
 
+#: Metrics :func:`encoded_scorer` knows by name.
+METRICS: dict[str, Callable] = {"accuracy": accuracy_score, "r2": r2_score}
 
-class TrainingScore(skorch.callbacks.Callback):
-    """Records the training accuracy (classifier) or R² (regressor) after each epoch.
 
-    Computed on the torch network in eval mode, next to the pruning callback's
-    ``sparsity``, so ``history`` shows what each pruning step cost.
+class EncodedScorer:
+    """A skorch scoring callable ``(net, X, y) -> float`` on encoded targets (see the module docstring).
+
+    The predictions given to ``metric(y, predictions)`` come from the torch network, in eval
+    mode: class indices (arg-max of the logits) for a classifier, standardized values for a
+    regressor. A class rather than a closure, so a fitted estimator (which keeps its callbacks)
+    still pickles.
     """
 
-    def on_epoch_end(self, net, dataset_train=None, **kwargs):
-        if dataset_train is None:
-            return
-        X, y = (np.asarray(data) for data in data_from_dataset(dataset_train))  # also a Subset
-        net.module_.eval()
-        with torch.no_grad():
-            outputs = net.module_(torch.as_tensor(X, dtype=torch.float32, device=net.device)).cpu().numpy()
-        net.module_.train()
-        if net._estimator_type == "classifier":
-            net.history.record("train_acc", float(np.mean(outputs.argmax(axis=1) == y)))
-        else:
-            net.history.record("train_r2", float(r2_score(y, outputs)))
+    def __init__(self, metric: str | Callable):
+        if isinstance(metric, str) and metric not in METRICS:
+            raise ValueError(f"Unknown metric {metric!r}: use one of {sorted(METRICS)} or pass a function.")
+        if not isinstance(metric, str) and not callable(metric):
+            raise TypeError(f"metric must be a name or a function metric(y_true, y_pred), got {metric!r}.")
+        self.metric = metric
+
+    def __call__(self, net, X, y=None) -> float:
+        outputs = to_numpy(net.forward(X, training=False))
+        predictions = outputs.argmax(axis=1) if net._estimator_type == "classifier" else outputs
+        metric = METRICS[self.metric] if isinstance(self.metric, str) else self.metric
+        return float(metric(np.asarray(y), predictions))
+
+    def __repr__(self) -> str:
+        return f"encoded_scorer({self.metric!r})"
+
+
+def encoded_scorer(metric: str | Callable) -> EncodedScorer:
+    """A scorer for skorch's ``EpochScoring`` comparing the network's outputs with the encoded
+    targets: ``metric`` is ``"accuracy"``, ``"r2"`` or any ``metric(y_true, y_pred)``."""
+    return EncodedScorer(metric)
+
+
+def valid_accuracy() -> EpochScoring:
+    """skorch's default ``valid_acc`` (with a ``train_split``), scored on encoded labels."""
+    return EpochScoring(encoded_scorer("accuracy"), name="valid_acc", lower_is_better=False)
+
+
+def training_score(estimator) -> EpochScoring:
+    """Training accuracy (``train_acc``, classifier) or R² (``train_r2``, regressor) after each epoch.
+
+    Computed on the whole training set by the torch network in eval mode, after the pruning
+    callback (it comes later in the list), so ``history`` shows what each pruning step cost.
+    """
+    classifier = estimator._estimator_type == "classifier"
+    return EpochScoring(
+        encoded_scorer("accuracy" if classifier else "r2"),
+        name="train_acc" if classifier else "train_r2",
+        on_train=True,
+        use_caching=False,  # the predictions cached during the epoch predate its optimizer steps and pruning
+        lower_is_better=None,  # no "train_acc_best" column
+    )
 
 
 class CosineLearningRate(skorch.callbacks.Callback):
@@ -64,17 +120,18 @@ class CosineLearningRate(skorch.callbacks.Callback):
 
 
 def pruning_callback(estimator) -> PerNeuronPruning:
-    """The pruning schedule of ``estimator``'s parameters, towards its ``_keep_counts`` budget.
+    """The pruning schedule of ``estimator``'s parameters, towards its ``pruning_budget``'s policy.
 
-    The budget is read at each pruning step, so it follows the accumulator budget
-    in force (``_set_accumulator_budget``) when the step runs.
+    At each pruning step the callback asks the policy for the keep counts under the net's
+    ``accumulator_budget_`` and ``layer_omegas_`` then, so it follows the budget in force
+    (``_set_accumulator_budget``) when the step runs.
     """
     return PerNeuronPruning(
         schedule=estimator.pruning,
         start=estimator.pruning_start,
         end=estimator.pruning_end,
         frequency=estimator.pruning_frequency,
-        budget=estimator._keep_counts,
+        budget=make_budget_policy(estimator.pruning_budget, estimator.n_hidden_neurons_multiplier),
         neuron_fraction=estimator.neuron_removal,
     )
 
@@ -92,4 +149,4 @@ def fhe_callbacks(estimator) -> list[tuple[str, skorch.callbacks.Callback]]:
         callbacks.append(("lr_schedule", CosineLearningRate()))
     if estimator.pruning_budget == "l1":
         callbacks.append(("accumulator_aware", AccumulatorAwareProjection()))
-    return [*callbacks, ("train_score", TrainingScore())]
+    return [*callbacks, ("train_score", training_score(estimator))]

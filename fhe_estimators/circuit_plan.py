@@ -106,7 +106,7 @@ def calibration_accumulator_bits(module, X: np.ndarray, n_bits: int) -> tuple[li
 
 
 def _hint_bits(low: int, high: int, lsbs: int) -> int:
-    """What :func:`fhe_estimators.fhe.compile_module` makes each accumulator (its worst case
+    """What :func:`fhe_estimators.compilation.compile_module` makes each accumulator (its worst case
     plus the rounding's headroom): the circuit's accumulator width."""
     headroom = 2 ** (lsbs - 1) if lsbs > 0 else 0
     return int(signed_bit_width(low, high + headroom))

@@ -1,4 +1,4 @@
-"""Command line: ``fhe-estimators demo`` and ``fhe-estimators bench``."""
+"""Command line: ``fhe-estimators demo``, ``fhe-estimators bench`` and ``fhe-estimators serve``."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def demo(n_encrypted: int = 3) -> int:
     from sklearn.preprocessing import StandardScaler
 
     from . import NeuralNetClassifier
-    from . import fhe as fhe_backend
+    from . import runtime
 
     X, y = load_breast_cancer(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
@@ -70,11 +70,11 @@ def demo(n_encrypted: int = 3) -> int:
     print(f"Accuracy in FHE simulation:        {model.score(X_test, y_test, fhe='simulate'):.4f}")
 
     quantized = model.quantized_module_
-    print(f"\nKey generation: {fhe_backend.keygen(quantized):.2f} s")
+    print(f"\nKey generation: {runtime.keygen(quantized):.2f} s")
     simulated = model.predict(X_test[:n_encrypted], fhe="simulate")
     mismatches = []
     for index in range(n_encrypted):
-        run = fhe_backend.run_encrypted_steps(quantized, X_test[index])
+        run = runtime.run_encrypted_steps(quantized, X_test[index])
         label = model.classes_[int(np.argmax(run.outputs))]
         if label != simulated[index]:
             mismatches.append(index)
@@ -104,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser("demo", help="train, compile and run encrypted on breast cancer")
     demo_parser.add_argument("--samples", type=int, default=3, help="encrypted predictions to run")
-    bench_parser = commands.add_parser("bench", help="benchmark against Concrete ML's built-in networks and a float MLP")
+    from .server import add_arguments as add_serve_arguments  # no web framework imported until `serve` runs
+
+    add_serve_arguments(commands.add_parser("serve", help="HTTP service for encrypted inference (extra [server])"))
+    bench_parser = commands.add_parser(
+        "bench", help="benchmark against Concrete ML's built-in networks and a float MLP"
+    )
     bench_parser.add_argument("--quick", action="store_true", help="(3,3,10) only, one encrypted sample")
     bench_parser.add_argument("--datasets", nargs="+", help="subset of breast_cancer iris digits diabetes")
     bench_parser.add_argument("--samples", type=int, help="encrypted samples per model (default 3, 1 with --quick)")
@@ -135,7 +140,11 @@ def run_command(args: argparse.Namespace) -> int:
     """The parsed command's exit status."""
     if args.command == "demo":
         return demo(args.samples)
-    from .benchmark import bench, redraw
+    if args.command == "serve":
+        from .server import serve
+
+        return serve(args)
+    from .benchmarking import bench, redraw
 
     if args.redraw:
         print(f"Results rewritten in {redraw(args.out, args.samples or 3)}")

@@ -33,7 +33,7 @@ a mere reinterpretation (``Context.round_bit_pattern``). ``r`` is, per hidden la
   (``BaseQuantizedOp.cnp_round``), which this module reproduces in numpy.
 
 The TLU then reads ``a - r`` bits, where ``a`` is the accumulator width in the circuit:
-:func:`fhe_estimators.fhe.compile_module` hints every accumulator to its exact worst case
+:func:`fhe_estimators.compilation.compile_module` hints every accumulator to its exact worst case
 (plus the rounding's headroom), which is always at least the calibrated width, so
 ``a = signed_bit_width(low, high + 2^(r-1))`` of the estimator's ``accumulator_ranges_``.
 
@@ -349,7 +349,7 @@ def fixed_seconds(key: Sequence[int], costs: PBSCosts) -> float:
 def measured_cost(quantized_module, costs: PBSCosts | None = None) -> dict:
     """What the compiled circuit of ``quantized_module`` has: PBS by parameter set and by
     equivalent width, key sizes (uncompressed, MB, from ``circuit.statistics``), widths."""
-    from .fhe import compiled_accumulator_bits
+    from .compilation import compiled_accumulator_bits
 
     circuit = quantized_module.fhe_circuit
     stats = circuit.statistics

@@ -42,7 +42,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.utils import check_array
 
-from . import fhe as fhe_backend
+from .outputs import OutputDecoder
+from .runtime import map_in_order, ready_concrete_for_this_thread
 
 CLIENT_DIR, SERVER_DIR, METADATA = "client", "server", "estimator.json"
 #: Format of a saved model directory (``estimator.json``).
@@ -164,18 +165,10 @@ def save(estimator, path) -> Path:
 
 
 def _postprocessing(estimator) -> dict:
-    """What the client needs to turn decrypted outputs into what ``predict`` returns."""
+    """What the client needs to turn decrypted outputs into what ``predict`` returns
+    (the ``classes`` or ``target`` entry is :meth:`OutputDecoder.to_dict`)."""
     info = {"estimator": type(estimator).__name__, "n_features_in": int(estimator.n_features_in_)}
-    if estimator._estimator_type == "classifier":
-        classes = estimator.classes_
-        info["classes"] = {"values": classes.tolist(), "dtype": classes.dtype.str}
-    else:
-        info["target"] = {
-            "mean": estimator.target_mean_.tolist(),
-            "scale": estimator.target_scale_.tolist(),
-            "ndim": int(estimator.target_ndim_),
-        }
-    return info
+    return {**info, **OutputDecoder.from_estimator(estimator).to_dict()}
 
 
 def _write_json(file: Path, content: dict) -> None:
@@ -278,7 +271,7 @@ class FHEServer:
             result = self._server.run(payload, keys)
             return seal("result", self.model_id, result, key_set=key_set)
 
-        return fhe_backend.map_in_order(evaluate, payloads, n_jobs=n_jobs, verbose=verbose, desc="FHE server")
+        return map_in_order(evaluate, payloads, n_jobs=n_jobs, verbose=verbose, desc="FHE server")
 
 
 # ---------------------------------------------------------------- client
@@ -295,17 +288,19 @@ class FHEClient:
         self.path = Path(path)
         self.metadata = read_metadata(self.path, CLIENT_DIR)
         self.model_id = self.metadata["model_id"]
+        #: Decrypted outputs -> labels, probabilities or values, exactly as the estimator's ``predict``.
+        self.decoder = OutputDecoder.from_dict(self.metadata)
         self._client = FHEModelClient(str(self.path), key_dir=None if key_dir is None else str(key_dir))
         self._key_set: str | None = None
 
     @property
     def is_classifier(self) -> bool:
-        return "classes" in self.metadata
+        return self.decoder.is_classifier
 
     @property
     def n_outputs(self) -> int:
         """Outputs of the network: one logit per class, or one value per target column."""
-        return len(self.metadata["classes"]["values"] if self.is_classifier else self.metadata["target"]["mean"])
+        return self.decoder.n_outputs
 
     @property
     def key_set(self) -> str:
@@ -326,7 +321,7 @@ class FHEClient:
         ``force=True`` makes a new key set: ciphertexts and results of the old
         one can no longer be decrypted, and are refused.
         """
-        fhe_backend.ready_concrete_for_this_thread()
+        ready_concrete_for_this_thread()
         if force:
             self._key_set = None
         self._client.generate_private_and_evaluation_keys(force=force)
@@ -363,21 +358,13 @@ class FHEClient:
 
     def decrypt(self, results: Sequence[bytes]) -> np.ndarray:
         """What the estimator's ``predict`` returns: class labels or target values."""
-        outputs = self.decrypt_outputs(results)
-        if self.is_classifier:
-            classes = self.metadata["classes"]
-            return np.asarray(classes["values"], dtype=np.dtype(classes["dtype"]))[np.argmax(outputs, axis=1)]
-        target = self.metadata["target"]
-        values = outputs * np.asarray(target["scale"]) + np.asarray(target["mean"])
-        return values.ravel() if target["ndim"] == 1 else values
+        return self.decoder.predictions(self.decrypt_outputs(results))
 
     def decrypt_proba(self, results: Sequence[bytes]) -> np.ndarray:
         """What the classifier's ``predict_proba`` returns."""
         if not self.is_classifier:
             raise AttributeError("decrypt_proba is for classifiers; this model is a regressor.")
-        outputs = self.decrypt_outputs(results)
-        shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return self.decoder.proba(self.decrypt_outputs(results))
 
 
 @dataclass

@@ -1,85 +1,124 @@
 """After training: masks made permanent, the exact accumulator check and repair, neuron removal, reports.
 
-The keep counts (how many weights each neuron may keep) drive the pruning callback during
-training and the final masks here. Once the masks are permanent, the exact worst case of
-every neuron is computed on its *integer* weights; a neuron that could overflow
-``accumulator_budget`` bits loses its smallest weights until it fits. FHE wraps around
-silently on overflow, so this check, not the training, is the guarantee.
+The keep counts (how many weights each neuron may keep, from the ``pruning_budget``'s policy
+in :mod:`.budget_policies`) drive the pruning callback during training and the final masks
+here. Once the masks are permanent, the exact worst case of every neuron is computed on its
+*integer* weights; a neuron that could overflow ``accumulator_budget`` bits loses its
+smallest weights until it fits. FHE wraps around silently on overflow, so this check, not
+the training, is the guarantee. The reports are :class:`PruningReport` dataclasses, one per
+layer (``layer_reports_``; ``pruning_report_`` holds their dicts).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
 
-from .accumulator_aware import project_module
-from .budget import (
-    accumulator_bounds,
-    enforce_accumulator_budget,
-    kept_weights_per_neuron,
-    largest_weights_that_fit,
-    signed_bit_width,
-)
+from .budget import accumulator_bounds, enforce_accumulator_budget, signed_bit_width
+from .budget_policies import BudgetPolicy, weight_caps
 from .module import QuantMLP
-from .pruning import make_masks_permanent, nonzero_per_neuron, set_row_masks, unmasked_weight
+from .pruning import make_masks_permanent, nonzero_per_neuron, set_row_masks
 
 #: Dropping weights or neurons can shrink a per-tensor scale, so the check repeats; this often at most.
 MAX_REPAIR_ROUNDS = 10
 
 
+@dataclass
+class PruningReport(Mapping):
+    """One linear layer after finalizing (an entry of ``layer_reports_``; ``pruning_report_`` holds
+    their :meth:`as_dict` views).
+
+    Reads like the dict it replaces too: ``report["k"]``, ``list(report)``, ``dict(report)``.
+    """
+
+    layer: int  #: index of the linear layer (0 is the first)
+    fan_in: int  #: inputs of each neuron (after any neuron removal in the layer before)
+    neurons: int  #: neurons kept
+    neurons_removed: int  #: hidden neurons taken out of the network (no incoming weight left)
+    omega: int  #: Ω of the layer at the accumulator budget in force (from its input bits)
+    budget: str  #: ``pruning_budget`` the keep counts came from ("exact", "count" or "l1")
+    k: int  #: the cap ``min(fan_in, floor(multiplier × Ω))`` on every neuron's kept weights
+    max_nonzero: int  #: most non-zero integer weights of a neuron
+    mean_nonzero: float  #: mean non-zero integer weights per neuron
+    max_nonzero_float: int  #: most non-zero float weights of a neuron (≥ ``max_nonzero``: some round to 0)
+    sparsity: float  #: fraction of the layer's integer weights that are 0
+    dropped_by_check: int  #: weights the exact accumulator check dropped after training
+    accumulator_bits: int  #: the layer's largest exact worst-case signed accumulator width
+    neuron_accumulator_bits: list[int]  #: the exact worst-case signed accumulator width of each neuron
+
+    def as_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-ready), keys in field order."""
+        return asdict(self)
+
+    def to_frame(self):
+        """A one-row ``pandas.DataFrame`` (see :func:`reports_frame` for a whole model)."""
+        return reports_frame([self])
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    @classmethod
+    def _keys(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in fields(cls))
+
+    # Equal to any mapping with the same items (its dict view included), as the dict it replaces was.
+    __eq__ = Mapping.__eq__
+    __hash__ = None
+
+
+def reports_frame(reports):
+    """``pruning_report_`` (or ``layer_reports_``) as a ``pandas.DataFrame``, one row per layer."""
+    import pandas as pd
+
+    return pd.DataFrame([dict(report) for report in reports])
+
+
 class PruningReports(NamedTuple):
     """What the estimator stores after finalizing, one entry per linear layer."""
 
-    pruning_report: list[dict]  # -> ``pruning_report_``
+    layers: list[PruningReport]  # -> ``layer_reports_`` (and their dicts, ``pruning_report_``)
     max_nonzero_per_neuron: list[int]  # -> ``max_nonzero_per_neuron_``
     accumulator_bits: list[int]  # -> ``accumulator_bits_``
     accumulator_ranges: list[tuple[int, int]]  # -> ``accumulator_ranges_``
 
+    def fitted_attributes(self) -> dict[str, Any]:
+        """The estimator's fitted attributes these reports set, by name."""
+        return {
+            "layer_reports_": self.layers,
+            "pruning_report_": [layer.as_dict() for layer in self.layers],
+            "max_nonzero_per_neuron_": self.max_nonzero_per_neuron,
+            "accumulator_bits_": self.accumulator_bits,
+            "accumulator_ranges_": self.accumulator_ranges,
+        }
 
-def weight_caps(module: QuantMLP, layer_omegas: list[int], multiplier: float) -> list[int]:
-    """``k = min(fan_in, floor(multiplier × Ω))`` per linear layer, at the layer's current fan-in."""
-    return [
-        kept_weights_per_neuron(linear.in_features, layer_omega, multiplier)
-        for linear, layer_omega in zip(module.linears, layer_omegas)
-    ]
-
-
-def exact_keep_counts(module: QuantMLP, accumulator_budget: int) -> list[np.ndarray]:
-    """Exact-budget mode: per neuron, its largest weights whose exact worst case fits."""
-    counts = []
-    for index, (linear, (low, high)) in enumerate(zip(module.linears, module.input_ranges())):
-        weight = unmasked_weight(linear)
-        integers = module.quantize_weights(index, weight)
-        magnitudes = weight.detach().abs().cpu().numpy()
-        counts.append(largest_weights_that_fit(integers, magnitudes, low, high, accumulator_budget))
-    return counts
+    @property
+    def neurons_removed(self) -> bool:
+        """Whether finalizing took hidden neurons out (an optimizer then holds stale parameters)."""
+        return any(layer.neurons_removed for layer in self.layers)
 
 
-def keep_counts(
-    module: QuantMLP, pruning_budget: str, layer_omegas: list[int], multiplier: float, accumulator_budget: int
-) -> list[np.ndarray]:
-    """Per layer, the weights each neuron may keep under ``pruning_budget``.
-
-    ``floor(multiplier × Ω)`` (Ω from the layer's input bits) caps every
-    neuron in every mode, the rule of Concrete ML's pruning page; "exact"
-    keeps fewer where the exact worst case of that many would overflow.
-
-    "l1" (accumulator-aware) keeps the cap too, and first scales each
-    overflowing neuron's weights down until its exact worst case fits
-    ``accumulator_budget`` (:func:`accumulator_aware.project_module`, the
-    projection its training callback applies after every step). Doing it
-    here as well means a budget set since the last step (the search's
-    narrower candidates, ``_set_accumulator_budget``) is met by smaller
-    weights at the next mask update or finalize, not by dropped ones.
-    """
-    caps = weight_caps(module, layer_omegas, multiplier)
-    if pruning_budget == "l1":
-        project_module(module, accumulator_budget)
-    if pruning_budget in ("count", "l1"):
-        return [np.full(linear.out_features, cap) for linear, cap in zip(module.linears, caps)]
-    return [np.minimum(counts, cap) for counts, cap in zip(exact_keep_counts(module, accumulator_budget), caps)]
+def finalize_and_report(
+    module: QuantMLP, policy: BudgetPolicy, accumulator_budget: int, layer_omegas: list[int]
+) -> PruningReports:
+    """After training: ``policy``'s keep counts made permanent, the exact check and repair
+    (:func:`finalize_pruning`) under ``accumulator_budget``, then the reports (:func:`build_reports`)."""
+    keep = policy.keep_counts(module, accumulator_budget, layer_omegas)
+    dropped, removed = finalize_pruning(module, keep, accumulator_budget)
+    return build_reports(
+        module, dropped, removed, layer_omegas=layer_omegas, multiplier=policy.multiplier, pruning_budget=policy.name
+    )
 
 
 def finalize_pruning(
@@ -154,21 +193,21 @@ def build_reports(
         bits.append(int(neuron_bits.max()))
         ranges.append((int(low.min()), int(high.max())))
         report.append(
-            {
-                "layer": index,
-                "fan_in": int(integer.weights.shape[1]),
-                "neurons": int(integer.weights.shape[0]),
-                "neurons_removed": removed[index],
-                "omega": layer_omegas[index],
-                "budget": pruning_budget,
-                "k": caps[index],
-                "max_nonzero": int(nonzero.max()),
-                "mean_nonzero": float(nonzero.mean()),
-                "max_nonzero_float": int(float_nonzero.max()),
-                "sparsity": float(1.0 - nonzero.sum() / integer.weights.size),
-                "dropped_by_check": dropped[index],
-                "accumulator_bits": int(neuron_bits.max()),
-                "neuron_accumulator_bits": neuron_bits.tolist(),
-            }
+            PruningReport(
+                layer=index,
+                fan_in=int(integer.weights.shape[1]),
+                neurons=int(integer.weights.shape[0]),
+                neurons_removed=removed[index],
+                omega=layer_omegas[index],
+                budget=pruning_budget,
+                k=caps[index],
+                max_nonzero=int(nonzero.max()),
+                mean_nonzero=float(nonzero.mean()),
+                max_nonzero_float=int(float_nonzero.max()),
+                sparsity=float(1.0 - nonzero.sum() / integer.weights.size),
+                dropped_by_check=dropped[index],
+                accumulator_bits=int(neuron_bits.max()),
+                neuron_accumulator_bits=neuron_bits.tolist(),
+            )
         )
     return PruningReports(report, caps, bits, ranges)

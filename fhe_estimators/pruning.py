@@ -12,7 +12,7 @@ same schedule, which cuts the number of table lookups in FHE.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -27,6 +27,21 @@ PRUNING_SCHEDULES = ("gradual", "oneshot", "initial")
 
 #: Returns, for each linear layer, the number of weights each neuron may keep at the end.
 KeepBudget = Callable[[nn.Module], Sequence[np.ndarray]]
+
+
+@runtime_checkable
+class KeepCountPolicy(Protocol):
+    """A budget that depends on the net's accumulator budget (``budget_policies.BudgetPolicy``).
+
+    :class:`PerNeuronPruning` calls ``keep_counts(module, net.accumulator_budget_,
+    net.layer_omegas_)`` at each mask update, with the net skorch passes it, so the counts
+    follow a budget changed between training calls.
+    """
+
+    def keep_counts(
+        self, module: nn.Module, accumulator_bits: int, layer_omegas: Sequence[int]
+    ) -> Sequence[np.ndarray]:
+        ...
 
 
 def linear_layers(module: nn.Module) -> list[nn.Linear]:
@@ -150,10 +165,13 @@ class PerNeuronPruning(Callback):
         the epochs after ``end`` fine-tune with the masks fixed.
     frequency : int
         Epochs between two mask updates of the gradual schedule.
-    budget : callable or None
+    budget : callable, budget policy or None
         ``budget(module)`` returns, per linear layer, an array with each
         neuron's final keep count; evaluated at every mask update, so it can
         depend on the current weights (the estimators' exact-budget mode).
+        A policy (:class:`KeepCountPolicy`, e.g. ``budget_policies.ExactBudget``)
+        is asked ``keep_counts(module, net.accumulator_budget_, net.layer_omegas_)``
+        instead, so the net must carry those two attributes.
     neuron_fraction : float
         Fraction of the neurons of every hidden layer (all linear layers but
         the last) to switch off entirely, lowest L2 norm first, on the same
@@ -186,7 +204,7 @@ class PerNeuronPruning(Callback):
         if int(self.frequency) < 1:
             raise ValueError(f"frequency must be a positive number of epochs, got {self.frequency}.")
         if self.budget is None and (self.max_nonzero is None or self.max_nonzero < 1):
-            raise ValueError("Give max_nonzero (a positive count) or a budget callable.")
+            raise ValueError("Give max_nonzero (a positive count), a budget callable or a budget policy.")
         if not 0.0 <= self.neuron_fraction < 1.0:
             raise ValueError(f"neuron_fraction must be in [0, 1), got {self.neuron_fraction}.")
         return self
@@ -201,7 +219,7 @@ class PerNeuronPruning(Callback):
         self._start_epoch = max(1, round(self.start * net.max_epochs))
         self._end_epoch = max(self._start_epoch, round(self.end * net.max_epochs))
         if self.schedule == "initial":
-            self.update_masks(net.module_, 1.0)
+            self.update_masks(net.module_, 1.0, net)
 
     def progress(self, epoch: int) -> float | None:
         """Schedule progress (0..1) at ``epoch`` if masks update then, else None."""
@@ -214,17 +232,25 @@ class PerNeuronPruning(Callback):
         span = self._end_epoch - self._start_epoch
         return (epoch - self._start_epoch) / span if span else 1.0
 
-    def final_keep_counts(self, module: nn.Module) -> list[np.ndarray]:
-        """Each neuron's keep count at the end of the schedule, per layer."""
+    def final_keep_counts(self, module: nn.Module, net=None) -> list[np.ndarray]:
+        """Each neuron's keep count at the end of the schedule, per layer.
+
+        A budget policy reads the accumulator budget in force from ``net`` (required then).
+        """
         layers = linear_layers(module)
+        if isinstance(self.budget, KeepCountPolicy):
+            if net is None:
+                raise ValueError("A budget policy reads net.accumulator_budget_ and net.layer_omegas_: pass the net.")
+            counts = self.budget.keep_counts(module, net.accumulator_budget_, net.layer_omegas_)
+            return [np.asarray(k, dtype=int) for k in counts]
         if self.budget is not None:
             return [np.asarray(k, dtype=int) for k in self.budget(module)]
         return [np.full(layer.weight.shape[0], min(layer.weight.shape[1], self.max_nonzero)) for layer in layers]
 
-    def update_masks(self, module: nn.Module, progress: float) -> None:
-        """Recompute every layer's mask for ``progress`` of the schedule."""
+    def update_masks(self, module: nn.Module, progress: float, net=None) -> None:
+        """Recompute every layer's mask for ``progress`` of the schedule (``net``: see :meth:`final_keep_counts`)."""
         layers = linear_layers(module)
-        for index, (layer, final_keep) in enumerate(zip(layers, self.final_keep_counts(module))):
+        for index, (layer, final_keep) in enumerate(zip(layers, self.final_keep_counts(module, net))):
             weight = unmasked_weight(layer).detach()
             mask = topk_row_mask(weight, cubic_keep_count(weight.shape[1], final_keep, progress))
             n_off = int(round(self.neuron_fraction * weight.shape[0] * cubic_progress(progress)))
@@ -236,5 +262,5 @@ class PerNeuronPruning(Callback):
     def on_epoch_end(self, net, **kwargs):
         progress = self.progress(len(net.history))
         if progress is not None:
-            self.update_masks(net.module_, progress)
+            self.update_masks(net.module_, progress, net)
         net.history.record("sparsity", sparsity(net.module_))

@@ -33,17 +33,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from .cost import estimate_cost
-from .holdout import (
-    AUTO_MIN_SAMPLES,
-    AUTO_WEIGHT_DECAYS,
-    HoldoutRows,
-    choose_weight_decay,
-    holdout_rows,
-    internal_split,
-    paired_gap,
-    within,
-)
+from .holdout import AUTO_MIN_SAMPLES, HoldoutRows, holdout_rows, internal_split, paired_gap, within
 from .pruning import lowest_norm_rows
+from .weight_decay import fit_best_on_holdout, fit_on_rows, is_auto, weight_decay_parameter
 
 #: Below this many training samples a hold-out score says nothing: no search.
 MIN_SAMPLES = 100
@@ -126,6 +118,7 @@ def _fine_tune(model, X: np.ndarray, y: np.ndarray, epochs: int) -> bool:
     False (and no check) if a layer ended with no weight left: such a network computes a
     constant, and its quantizer has no scale to check.
     """
+    model.initialize_optimizer()  # afresh: the moments of the network it derives from do not apply
     max_epochs = model.max_epochs
     model.max_epochs = epochs
     try:
@@ -263,23 +256,12 @@ def _fit_base(estimator, X, y, train, holdout, fit_params: dict):
     """The network trained at the user's budget on the ``train`` part, which candidates derive from.
 
     With ``optimizer__weight_decay="auto"`` one network per penalty, on the same split, and the
-    one :func:`holdout.choose_weight_decay` picks on the hold-out is kept (the rule ``fit`` uses
-    without the search too); no refit is needed.
+    one the hold-out prefers is kept (:func:`weight_decay.fit_best_on_holdout`, the rule ``fit``
+    uses without the search too); no refit is needed.
     """
-
-    def fitted(weight_decay=None):
-        model = copy.deepcopy(estimator)
-        # A refit must not score candidates with the rounding an earlier search chose.
-        model.rounding_threshold_bits_ = estimator.rounding_threshold_bits
-        return model._fit_prepared(X[train], y[train], weight_decay=weight_decay, **fit_params)
-
-    decay = estimator._weight_decay_parameter()
-    if not (isinstance(decay, str) and decay == "auto") or len(train) < AUTO_MIN_SAMPLES:
-        return fitted()
-    fits = {decay: fitted(decay) for decay in AUTO_WEIGHT_DECAYS}
-    rows = {decay: holdout_rows(model, X[holdout], y[holdout]) for decay, model in fits.items()}
-    chosen, fits[chosen].weight_decay_scores_ = choose_weight_decay(rows)
-    return fits[chosen]
+    if not is_auto(weight_decay_parameter(estimator)) or len(train) < AUTO_MIN_SAMPLES:
+        return fit_on_rows(estimator, X, y, train, **fit_params)
+    return fit_best_on_holdout(estimator, X, y, train, holdout, **fit_params)
 
 
 def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, epochs: int):

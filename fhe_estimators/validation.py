@@ -1,23 +1,29 @@
 """Input checks for the estimators: hyperparameters, X, and targets, before any training.
 
 Plain functions, so the estimators' ``fit``/``predict`` read as the data path and the
-error messages live in one place. Each raises scikit-learn's usual ``ValueError``
-(``TypeError`` for a non-callable optimizer, ``NotFittedError`` before ``fit``).
+error messages live in one place. Parameters are checked against
+:data:`PARAMETER_CONSTRAINTS` (the estimators' ``_parameter_constraints``, in scikit-learn's
+``Interval``/``StrOptions`` language) with scikit-learn's ``InvalidParameterError`` (both a
+``ValueError`` and a ``TypeError``), then the rules between parameters; data errors are
+``ValueError`` and an unfitted model raises ``NotFittedError`` (``check_is_fitted``).
 """
 
 from __future__ import annotations
 
-import numbers
+from numbers import Integral, Real
+from typing import Callable
 
 import numpy as np
-from sklearn.exceptions import NotFittedError
-from sklearn.utils import check_random_state, column_or_1d
-from sklearn.utils.multiclass import type_of_target
+from sklearn.utils import column_or_1d
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions, make_constraint
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted
 
-from . import fhe as fhe_backend
-from .budget import check_positive_int, omega
+from .budget import omega
+from .compilation import check_rounding_threshold_bits
 from .distillation import DISTILLATIONS
 from .pruning import PRUNING_SCHEDULES
+from .runtime import FHE_MODES, check_n_jobs
 
 #: How many weights a neuron keeps: "count" keeps multiplier × Ω; "exact" keeps its largest
 #: weights as long as their exact integer worst case fits n_accum_bits; "l1" keeps multiplier × Ω
@@ -28,82 +34,127 @@ PRUNING_BUDGETS = ("exact", "count", "l1")
 LR_SCHEDULES = ("cosine", None)
 
 
+def _positive_int(name: str) -> Callable:
+    return lambda value, estimator: f"{name} must be a positive integer, got {value!r}."
+
+
+def _pruning_fractions(value, estimator) -> str:
+    return (
+        "Need 0 <= pruning_start <= pruning_end <= 1 (fractions of max_epochs), got "
+        f"pruning_start={estimator.pruning_start!r}, pruning_end={estimator.pruning_end!r}."
+    )
+
+
+#: What each of our parameters may be, in scikit-learn's constraint language (checked by
+#: :func:`validate_parameters` at ``fit``; ``sklearn.set_config(skip_parameter_validation=True)``
+#: skips it, as for scikit-learn's estimators). Cross-parameter rules follow in
+#: :func:`validate_hyperparameters`.
+PARAMETER_CONSTRAINTS: dict[str, list] = {
+    "hidden_layer_sizes": [Interval(Integral, 1, None, closed="left"), tuple, list],
+    "n_w_bits": [Interval(Integral, 1, None, closed="left")],
+    "n_a_bits": [Interval(Integral, 1, None, closed="left")],
+    "n_accum_bits": [Interval(Integral, 1, None, closed="left")],
+    "n_input_bits": [Interval(Integral, 1, None, closed="left"), None],
+    "n_hidden_neurons_multiplier": [Interval(Real, 0, None, closed="neither")],
+    "pruning": [StrOptions(set(PRUNING_SCHEDULES))],
+    "pruning_budget": [StrOptions(set(PRUNING_BUDGETS))],
+    "neuron_removal": [Interval(Real, 0, 1, closed="left")],
+    "pruning_start": [Interval(Real, 0, 1, closed="both")],
+    "pruning_end": [Interval(Real, 0, 1, closed="both")],
+    "pruning_frequency": [Interval(Integral, 1, None, closed="left")],
+    "lr_schedule": [StrOptions({s for s in LR_SCHEDULES if s is not None}), None],
+    "distillation": [StrOptions({d for d in DISTILLATIONS if d is not None}), None],
+    "tighten": ["boolean"],
+    "tighten_tolerance": [Interval(Real, 0, 1, closed="left")],
+    "rounding_threshold_bits": [Interval(Integral, 1, None, closed="left"), dict, None],
+    "p_error": [Interval(Real, 0, 1, closed="neither"), None],
+    "fhe": [StrOptions(set(FHE_MODES))],
+    "n_jobs": [Integral, None],
+    "random_state": ["random_state"],
+    "optimizer": [callable],
+    "predict_nonlinearity": [StrOptions({"auto"})],
+}
+
+#: The message of a parameter that breaks its constraints: what it must be and why.
+CONSTRAINT_MESSAGES: dict[str, Callable] = {
+    "hidden_layer_sizes": lambda value, e: f"hidden_layer_sizes must be a tuple of positive integers, got {value!r}.",
+    "n_w_bits": _positive_int("n_w_bits"),
+    "n_a_bits": _positive_int("n_a_bits"),
+    "n_accum_bits": _positive_int("n_accum_bits"),
+    "n_input_bits": _positive_int("n_input_bits"),
+    "n_hidden_neurons_multiplier": lambda value, e: f"n_hidden_neurons_multiplier must be a number > 0, got {value!r}.",
+    "pruning": lambda value, e: f"pruning must be one of {PRUNING_SCHEDULES}, got {value!r}.",
+    "pruning_budget": lambda value, e: (
+        f'pruning_budget must be one of {PRUNING_BUDGETS}, got {value!r}: "exact" keeps each neuron\'s largest '
+        'weights whose exact worst case fits n_accum_bits, "count" keeps n_hidden_neurons_multiplier × Ω, '
+        '"l1" shrinks weights during training so they fit (A2Q-style).'
+    ),
+    "neuron_removal": lambda value, e: f"neuron_removal must be a fraction in [0, 1), got {value!r}.",
+    "pruning_start": _pruning_fractions,
+    "pruning_end": _pruning_fractions,
+    "pruning_frequency": _positive_int("pruning_frequency"),
+    "lr_schedule": lambda value, e: (
+        f'lr_schedule must be one of {LR_SCHEDULES}, got {value!r}: "cosine" anneals the '
+        "learning rate to 0 over each training call, None keeps it constant."
+    ),
+    "distillation": lambda value, e: (
+        f'distillation must be one of {DISTILLATIONS}, got {value!r}: "mlp" also trains on the outputs '
+        "of a float scikit-learn MLP fitted on the same rows, None on the labels only."
+    ),
+    "tighten": lambda value, e: f"tighten must be True or False, got {value!r}.",
+    "tighten_tolerance": lambda value, e: f"tighten_tolerance must be a score difference in [0, 1), got {value!r}.",
+    "rounding_threshold_bits": lambda value, e: (
+        'rounding_threshold_bits must be None, a positive integer or a dict {"n_bits": int, "method": '
+        f'"exact" | "approximate"}}, got {value!r}.'
+    ),
+    "p_error": lambda value, e: f"p_error must be None or a probability in (0, 1), got {value!r}.",
+    "fhe": lambda value, e: f"fhe must be one of {', '.join(repr(m) for m in FHE_MODES)}; got {value!r}.",
+    "n_jobs": lambda value, e: (
+        "n_jobs must be None, a positive integer, or a negative one counted from the number of cores "
+        f"(-1: all, -2: all but one), as in joblib; got {value!r}."
+    ),
+    "random_state": lambda value, e: (
+        f"random_state must be None, an int or a numpy.random.RandomState, got {value!r}."
+    ),
+    "optimizer": lambda value, e: (
+        f"optimizer must be a torch optimizer class (e.g. torch.optim.AdamW), got {value!r}."
+    ),
+    "predict_nonlinearity": lambda value, e: (
+        f"predict_nonlinearity must be 'auto', got {value!r}: predict_proba applies "
+        "softmax to the logits (a regressor applies nothing), in the clear and on the decrypting FHEClient "
+        "alike, where a custom function could not follow the model."
+    ),
+}
+
+
+def _satisfies(value, constraint) -> bool:
+    if isinstance(value, (bool, np.bool_)) and isinstance(constraint, Interval):
+        return False  # scikit-learn's intervals take True for 1; a bit width or a fraction is never a bool
+    return make_constraint(constraint).is_satisfied_by(value)
+
+
+def validate_parameters(estimator) -> None:
+    """Each of our parameters against :data:`PARAMETER_CONSTRAINTS` (the estimator's
+    ``_parameter_constraints``): scikit-learn's ``InvalidParameterError`` (a ``ValueError``
+    and a ``TypeError``) with a message that says what the parameter must be."""
+    for name, constraints in estimator._parameter_constraints.items():
+        value = getattr(estimator, name)
+        if not any(_satisfies(value, constraint) for constraint in constraints):
+            raise InvalidParameterError(CONSTRAINT_MESSAGES[name](value, estimator))
+
+
 def validate_hyperparameters(estimator) -> None:
-    """Check the estimator's parameters at ``fit`` (scikit-learn validates there, not in ``__init__``)."""
-    for name in ("n_w_bits", "n_a_bits", "n_accum_bits"):
-        check_positive_int(getattr(estimator, name), name)
-    if estimator.n_input_bits is not None:
-        check_positive_int(estimator.n_input_bits, "n_input_bits")
+    """The rules between parameters and inside containers, checked at ``fit`` after
+    :func:`validate_parameters` (these are never skipped: they keep the FHE guarantee)."""
     for input_bits in {estimator.n_a_bits, estimator.n_input_bits or estimator.n_a_bits}:
         omega(estimator.n_accum_bits, estimator.n_w_bits, input_bits)  # raises when Ω == 0
     sizes = estimator.hidden_layer_sizes
-    if isinstance(sizes, numbers.Integral):
-        sizes = (sizes,)
-    if not isinstance(sizes, (tuple, list)) or not all(
-        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in sizes
-    ):
-        raise ValueError(
-            f"hidden_layer_sizes must be a tuple of positive integers, got {estimator.hidden_layer_sizes!r}."
-        )
-    multiplier = estimator.n_hidden_neurons_multiplier
-    if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Real) or not multiplier > 0:
-        raise ValueError(f"n_hidden_neurons_multiplier must be a number > 0, got {multiplier!r}.")
-    if estimator.pruning not in PRUNING_SCHEDULES:
-        raise ValueError(f"pruning must be one of {PRUNING_SCHEDULES}, got {estimator.pruning!r}.")
-    if not isinstance(estimator.pruning_budget, str) or estimator.pruning_budget not in PRUNING_BUDGETS:
-        raise ValueError(
-            f'pruning_budget must be one of {PRUNING_BUDGETS}, got {estimator.pruning_budget!r}: "exact" keeps '
-            'each neuron\'s largest weights whose exact worst case fits n_accum_bits, "count" keeps '
-            'n_hidden_neurons_multiplier × Ω, "l1" shrinks weights during training so they fit (A2Q-style).'
-        )
-    schedule = estimator.lr_schedule
-    if not (schedule is None or (isinstance(schedule, str) and schedule in LR_SCHEDULES)):
-        raise ValueError(
-            f'lr_schedule must be one of {LR_SCHEDULES}, got {estimator.lr_schedule!r}: "cosine" anneals the '
-            "learning rate to 0 over each training call, None keeps it constant."
-        )
-    teacher = estimator.distillation
-    if not (teacher is None or (isinstance(teacher, str) and teacher in DISTILLATIONS)):
-        raise ValueError(
-            f'distillation must be one of {DISTILLATIONS}, got {teacher!r}: "mlp" also trains on the outputs '
-            "of a float scikit-learn MLP fitted on the same rows, None on the labels only."
-        )
-    removal = estimator.neuron_removal
-    if isinstance(removal, bool) or not isinstance(removal, numbers.Real) or not 0.0 <= removal < 1.0:
-        raise ValueError(f"neuron_removal must be a fraction in [0, 1), got {removal!r}.")
-    fractions = (estimator.pruning_start, estimator.pruning_end)
-    if not all(isinstance(f, numbers.Real) and not isinstance(f, bool) for f in fractions) or not (
-        0.0 <= estimator.pruning_start <= estimator.pruning_end <= 1.0
-    ):
-        raise ValueError(
-            "Need 0 <= pruning_start <= pruning_end <= 1 (fractions of max_epochs), got "
-            f"pruning_start={estimator.pruning_start}, pruning_end={estimator.pruning_end}."
-        )
-    check_positive_int(estimator.pruning_frequency, "pruning_frequency")
-    fhe_backend.check_rounding_threshold_bits(estimator.rounding_threshold_bits)
-    if not isinstance(estimator.tighten, (bool, np.bool_)):
-        raise ValueError(f"tighten must be True or False, got {estimator.tighten!r}.")
-    tolerance = estimator.tighten_tolerance
-    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not 0.0 <= tolerance < 1.0:
-        raise ValueError(f"tighten_tolerance must be a score difference in [0, 1), got {tolerance!r}.")
-    if not callable(estimator.optimizer):
-        raise TypeError(
-            f"optimizer must be a torch optimizer class (e.g. torch.optim.AdamW), got {estimator.optimizer!r}."
-        )
-    fhe_backend.check_fhe_mode(estimator.fhe)
-    fhe_backend.check_n_jobs(estimator.n_jobs, 1)
-    if not (isinstance(estimator.predict_nonlinearity, str) and estimator.predict_nonlinearity == "auto"):
-        raise ValueError(
-            f"predict_nonlinearity must be 'auto', got {estimator.predict_nonlinearity!r}: predict_proba applies "
-            "softmax to the logits (a regressor applies nothing), in the clear and on the decrypting FHEClient "
-            "alike, where a custom function could not follow the model."
-        )
-    try:
-        check_random_state(estimator.random_state)
-    except ValueError:
-        raise ValueError(
-            f"random_state must be None, an int or a numpy.random.RandomState, got {estimator.random_state!r}."
-        ) from None
+    if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in np.atleast_1d(sizes)):
+        raise InvalidParameterError(CONSTRAINT_MESSAGES["hidden_layer_sizes"](sizes, estimator))
+    if not estimator.pruning_start <= estimator.pruning_end:
+        raise ValueError(_pruning_fractions(None, estimator))
+    check_rounding_threshold_bits(estimator.rounding_threshold_bits)
+    check_n_jobs(estimator.n_jobs, 1)
 
 
 def validate_X(estimator, X, *, reset: bool) -> np.ndarray:
@@ -142,12 +193,13 @@ def check_class_labels(y: np.ndarray, n_samples: int) -> np.ndarray:
     _check_n_samples(y, n_samples)
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or infinity.")
-    target_type = type_of_target(y)
-    if target_type not in ("binary", "multiclass"):
+    try:
+        check_classification_targets(y)
+    except ValueError:
         raise ValueError(
-            f"Unknown label type: {target_type!r}. NeuralNetClassifier needs discrete class labels "
+            f"Unknown label type: {type_of_target(y)!r}. NeuralNetClassifier needs discrete class labels "
             "(use NeuralNetRegressor for continuous targets)."
-        )
+        ) from None
     return y
 
 
@@ -166,9 +218,6 @@ def check_regression_targets(y: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def check_fitted(estimator) -> None:
-    """scikit-learn's ``NotFittedError`` (with its usual message) before ``fit``."""
-    if not estimator.__sklearn_is_fitted__():
-        raise NotFittedError(
-            f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with appropriate "
-            "arguments before using this estimator."
-        )
+    """scikit-learn's ``check_is_fitted``: ``NotFittedError`` with its usual message before ``fit``
+    (the estimators say whether they are fitted through ``__sklearn_is_fitted__``)."""
+    check_is_fitted(estimator)

@@ -8,7 +8,7 @@ import pytest
 
 from fhe_estimators import NeuralNetClassifier
 from fhe_estimators import cost as cost_model
-from fhe_estimators import fhe as fhe_backend
+from fhe_estimators import compilation
 from fhe_estimators import pbs_costs
 from fhe_estimators.cost import (
     FHECost,
@@ -45,7 +45,7 @@ def _compile(model, rounding):
     """Compile as ``model.compile`` does, with any form of ``rounding_threshold_bits``."""
     calibration = np.concatenate([model.calibration_X_, model.module_.extreme_inputs()])
     weights = [layer.weights for layer in model.module_.integer_layers()]
-    return fhe_backend.compile_module(
+    return compilation.compile_module(
         model.module_, calibration, weights, model.accumulator_ranges_, rounding_threshold_bits=rounding
     )
 
@@ -70,7 +70,7 @@ def test_predicted_pbs_count_equals_the_compiled_circuit(request, fixture, round
     assert predicted.pbs_count == sum(predicted.pbs_by_width.values())
     assert predicted.max_bit_width == measured["max_bit_width"]
     assert predicted.accumulator_bits == measured["accumulator_bits"]
-    ops = fhe_backend.gemm_ops(quantized_module)
+    ops = compilation.gemm_ops(quantized_module)
     assert predicted.lsbs_removed == [op.lsbs_to_remove.get("matmul", 0) if isinstance(op.lsbs_to_remove, dict) else 0 for op in ops]
 
 

@@ -188,12 +188,12 @@ def test_constant_inputs_are_diagnosed_from_concretes_rounding_check():
 )
 def test_other_concrete_failures_are_not_misdiagnosed(fitted, monkeypatch, concrete_error):
     """Only what Concrete actually reports is translated; anything else propagates unchanged."""
-    from fhe_estimators import fhe as fhe_backend
+    from fhe_estimators import compilation
 
     def failing_compile(*args, **kwargs):
         raise concrete_error
 
-    monkeypatch.setattr(fhe_backend, "compile_brevitas_qat_model", failing_compile)
+    monkeypatch.setattr(compilation, "compile_brevitas_qat_model", failing_compile)
     with pytest.raises(type(concrete_error)) as caught:
         fitted.compile()
     assert caught.value is concrete_error
@@ -201,7 +201,7 @@ def test_other_concrete_failures_are_not_misdiagnosed(fitted, monkeypatch, concr
 
 def test_transposed_weights_of_a_square_layer_are_refused(data):
     """Concrete keeps weights as (out, in), like torch: the transpose is a different layer."""
-    from fhe_estimators.fhe import compile_module
+    from fhe_estimators.compilation import compile_module
 
     X, y = data
     model = NeuralNetClassifier(hidden_layer_sizes=(5, 5), max_epochs=2, random_state=0).fit(X, y)
@@ -212,3 +212,58 @@ def test_transposed_weights_of_a_square_layer_are_refused(data):
     transposed = [weights[0], weights[1].T, weights[2]]
     with pytest.raises(RuntimeError, match="quantized layer 1 differently"):
         compile_module(model.module_, calibration, transposed, model.accumulator_ranges_)
+
+
+#: One value breaking each constraint of ``_parameter_constraints``.
+BAD_VALUES = {
+    "hidden_layer_sizes": "32",
+    "n_w_bits": 0,
+    "n_a_bits": True,
+    "n_accum_bits": 10.0,
+    "n_input_bits": -1,
+    "n_hidden_neurons_multiplier": 0,
+    "pruning": "sometimes",
+    "pruning_budget": "exactly",
+    "neuron_removal": 1.0,
+    "pruning_start": 2,
+    "pruning_end": -0.5,
+    "pruning_frequency": 0,
+    "lr_schedule": "step",
+    "distillation": "tree",
+    "tighten": "yes",
+    "tighten_tolerance": 1.5,
+    "rounding_threshold_bits": "6",
+    "p_error": 1.5,
+    "fhe": "encrypted",
+    "n_jobs": "2",
+    "random_state": "seed",
+    "optimizer": "Adam",
+    "predict_nonlinearity": None,
+}
+
+
+def test_every_parameter_of_ours_has_constraints():
+    from fhe_estimators.parameters import FHE_PARAMETERS
+
+    constraints = NeuralNetClassifier._parameter_constraints
+    assert set(FHE_PARAMETERS) <= set(constraints)
+    assert set(BAD_VALUES) == set(constraints)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_VALUES))
+@pytest.mark.parametrize("estimator", [NeuralNetClassifier, NeuralNetRegressor])
+def test_constraint_violation_names_the_parameter(data, estimator, name):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    model = estimator(**{**TINY, name: BAD_VALUES[name]})
+    with pytest.raises(InvalidParameterError, match=name) as caught:
+        model.fit(*data)
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, TypeError)  # scikit-learn's convention
+    assert not hasattr(model, "module_")  # raised before any training
+
+
+def test_default_parameters_satisfy_their_constraints():
+    from fhe_estimators.validation import validate_parameters
+
+    for estimator in (NeuralNetClassifier(), NeuralNetRegressor()):
+        validate_parameters(estimator)

@@ -163,3 +163,25 @@ def test_cosine_learning_rate_anneals_each_training_call(iris):
     assert "lr" not in constant.history[-1] and constant.optimizer_.param_groups[0]["lr"] == constant.lr
     with pytest.raises(ValueError, match="lr_schedule must be one of"):
         NeuralNetClassifier(lr_schedule="linear").fit(X_train, y_train)
+
+
+def test_pickle_keeps_the_optimizer_bound_to_the_network_and_its_state(iris):
+    """skorch pickles the optimizer; after loading it must update the rebuilt network's
+    parameters (not orphan copies) and keep Adam's moments, so training continues."""
+    import pickle
+
+    import torch
+
+    X, _, y, _ = iris
+    model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=5, tighten=False, random_state=0).fit(X, y)
+    loaded = pickle.loads(pickle.dumps(model))
+    network = {id(p) for p in loaded.module_.parameters()}
+    optimized = [p for group in loaded.optimizer_.param_groups for p in group["params"]]
+    assert optimized and all(id(p) in network for p in optimized)
+    before, after = model.optimizer_.state_dict()["state"], loaded.optimizer_.state_dict()["state"]
+    assert before.keys() == after.keys() and before
+    for key in before:
+        assert torch.equal(before[key]["exp_avg"], after[key]["exp_avg"])
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    loaded.partial_fit(X, y)  # trains on
+    assert len(loaded.history) == len(model.history) + 5

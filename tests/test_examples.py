@@ -82,3 +82,9 @@ def test_fastest_within_tolerance_example_runs():
     out = run_example("fastest_within_tolerance.py", "--quick").stdout
     assert "chosen: {" in out
     assert float(out.rsplit("test accuracy in FHE simulation: ", 1)[1]) > 0.9
+
+
+@pytest.mark.fhe_execute
+def test_remote_client_example_runs():
+    out = run_example("remote_client.py", "--rows", "2", timeout=600).stdout
+    assert "decrypted equals simulation: True" in out and "[service] stopped" in out

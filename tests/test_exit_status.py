@@ -16,7 +16,7 @@ import pytest
 
 import fhe_estimators
 from fhe_estimators import NeuralNetClassifier
-from fhe_estimators import fhe as fhe_backend
+from fhe_estimators import runtime
 from fhe_estimators.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,17 +155,17 @@ def test_demo_fails_when_an_encrypted_prediction_differs(monkeypatch, capsys):
             hidden_layer_sizes=(3,), n_w_bits=2, n_a_bits=2, n_accum_bits=6, max_epochs=5, random_state=0
         ),
     )
-    monkeypatch.setattr(fhe_backend, "keygen", lambda quantized: 0.0)
+    monkeypatch.setattr(runtime, "keygen", lambda quantized: 0.0)
     wrong = False
 
     def fake_encrypted_run(quantized, row):
-        outputs = fhe_backend.run(quantized, np.asarray(row)[None, :], "simulate")
+        outputs = runtime.run(quantized, np.asarray(row)[None, :], "simulate")
         if wrong:  # a one-hot on another class than the simulated one
             label = int(np.argmax(outputs))
             outputs = np.eye(outputs.shape[1])[[(label + 1) % outputs.shape[1]]]
-        return fhe_backend.EncryptedRun(outputs, 0.0, 0.0, 0.0)
+        return runtime.EncryptedRun(outputs, 0.0, 0.0, 0.0)
 
-    monkeypatch.setattr(fhe_backend, "run_encrypted_steps", fake_encrypted_run)
+    monkeypatch.setattr(runtime, "run_encrypted_steps", fake_encrypted_run)
     assert main(["demo", "--samples", "2"]) == 0
     assert capsys.readouterr().err == ""
 

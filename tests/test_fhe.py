@@ -7,7 +7,7 @@ from concrete.ml.torch.compile import compile_brevitas_qat_model
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
 from fhe_estimators.budget import accumulator_bounds
-from fhe_estimators.fhe import compiled_accumulator_bits, gemm_ops
+from fhe_estimators.compilation import compiled_accumulator_bits, gemm_ops
 
 # Overflow is judged by bit-exact equality between simulation (which wraps around
 # like FHE) and the clear int64 computation (which cannot overflow). Concrete's

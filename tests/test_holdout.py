@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, holdout, search
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, estimators, holdout, search, weight_decay
 
 
 def test_the_split_is_stratified_fixed_and_survives_a_rare_class():
@@ -47,17 +47,17 @@ def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatc
     # One split, one mechanism: with the search on, "auto" is chosen among the search's own base
     # fits (no second split, no nested search, no refit).
     calls = {"select": 0, "tighten": 0}
-    select, tighten = NeuralNetRegressor._select_weight_decay, search.tighten
+    select, tighten = weight_decay.resolve_weight_decay, search.tighten
 
-    def counting_select(self, *args):
+    def counting_select(*args):
         calls["select"] += 1
-        return select(self, *args)
+        return select(*args)
 
     def counting_tighten(*args, **kwargs):
         calls["tighten"] += 1
         return tighten(*args, **kwargs)
 
-    monkeypatch.setattr(NeuralNetRegressor, "_select_weight_decay", counting_select)
+    monkeypatch.setattr(estimators, "resolve_weight_decay", counting_select)
     monkeypatch.setattr(search, "tighten", counting_tighten)
     X_train, X_test, y_train, y_test = diabetes
     model = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=10, random_state=0).fit(X_train, y_train)

@@ -8,7 +8,7 @@ import pytest
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, omega
 from fhe_estimators.budget import accumulator_bounds, fits_signed
-from fhe_estimators.fhe import check_n_jobs
+from fhe_estimators.runtime import check_n_jobs
 
 # These tests check what each parameter does at the budget given, so the tightening search is off.
 FAST = dict(hidden_layer_sizes=(12,), max_epochs=12, random_state=0, tighten=False)

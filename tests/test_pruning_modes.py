@@ -21,7 +21,7 @@ from nets import TwoLayer
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, omega
 from fhe_estimators.budget import accumulator_bounds, enforce_accumulator_budget, fits_signed, largest_weights_that_fit
-from fhe_estimators.fhe import gemm_ops
+from fhe_estimators.compilation import gemm_ops
 from fhe_estimators.module import QuantMLP
 from fhe_estimators.plots import plot_history, plot_pruning
 from fhe_estimators.pruning import PerNeuronPruning

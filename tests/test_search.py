@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, holdout, search
-from fhe_estimators.fhe import compiled_accumulator_bits
+from fhe_estimators.compilation import compiled_accumulator_bits
 
 QUICK = dict(hidden_layer_sizes=(12,), max_epochs=20, random_state=0)
 

@@ -1,4 +1,4 @@
-"""Compile, simulate and execute through Concrete ML (the only module that imports it).
+"""Compile the fitted network to a Concrete circuit (the only module that compiles).
 
 Concrete sizes each encrypted value from the calibration set it is given, not
 from what inputs *could* do. FHE arithmetic wraps around silently, so an input
@@ -6,20 +6,18 @@ far from the calibration data could overflow an accumulator and give a wrong
 answer with no error. :func:`compile_module` therefore hints Concrete
 (``fhe.hint``) so that every layer's accumulator is at least as wide as its
 exact worst case over all in-range inputs, computed on the integer weights.
+
+Running the compiled circuit (clear, simulated, encrypted, threads) is in :mod:`.runtime`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import numbers
-import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
-import joblib
 import numpy as np
 import torch
 from concrete import fhe as cfhe
@@ -28,8 +26,7 @@ from concrete.ml.quantization.quantized_ops import QuantizedGemm
 from concrete.ml.torch.compile import compile_brevitas_qat_model
 
 from .budget import CONCRETE_MAX_BITS, signed_bit_width
-
-FHE_MODES = ("disable", "simulate", "execute")
+from .runtime import ready_concrete_for_this_thread
 
 #: Our default probability of error per programmable bootstrapping (Concrete ML's is 2^-40).
 #: At 1e-6 Concrete picks much cheaper parameters (default breast-cancer model: key generation
@@ -37,31 +34,6 @@ FHE_MODES = ("disable", "simulate", "execute")
 #: while a wrong lookup stays rare enough (at most a few hundred PBS: under 1e-3 per prediction)
 #: that encrypted predictions equal simulated ones on every benchmark sample (docs/cost_model.md).
 DEFAULT_P_ERROR = 1e-6
-
-
-def ready_concrete_for_this_thread() -> None:
-    """Give this thread the thread-local state Concrete sets only in the thread importing it.
-
-    ``concrete.fhe.extensions`` initializes three ``threading.local`` objects at
-    import; compiling or simulating from any other thread (joblib's threads,
-    unpickling in a result thread, a web server) then fails with
-    "'_thread._local' object has no attribute 'stack'".
-    """
-    extensions = "concrete.fhe.extensions."
-    tag_context = importlib.import_module(extensions + "tag").tag_context
-    if not hasattr(tag_context, "stack"):
-        tag_context.stack = []
-    for name in ("round_bit_pattern", "truncate_bit_pattern"):
-        local = importlib.import_module(extensions + name).local
-        if not hasattr(local, "_is_adjusting"):
-            local._is_adjusting = False
-
-
-def check_fhe_mode(fhe: str) -> str:
-    """Return ``fhe`` if it is a valid mode, else raise a clear error."""
-    if not isinstance(fhe, str) or fhe not in FHE_MODES:
-        raise ValueError(f"fhe must be one of {', '.join(repr(m) for m in FHE_MODES)}; got {fhe!r}.")
-    return fhe
 
 
 ROUNDING_METHODS = ("exact", "approximate")
@@ -306,91 +278,3 @@ def _failed_rounding(error: AssertionError) -> tuple[int, int] | None:
     if operand is None or lsbs is None:
         return None
     return int(operand.bit_width), int(lsbs)
-
-
-def map_in_order(
-    function: Callable[[Any], Any], items: Sequence, *, n_jobs: int | None = None, verbose: bool = False, desc: str = ""
-) -> list:
-    """``[function(item) for item in items]``, ``n_jobs`` threads at a time, results in input order.
-
-    Concrete's runtime releases the GIL while it computes, so threads run
-    encrypted rows in parallel; each thread gets Concrete's thread-local state
-    first. ``verbose`` shows a tqdm progress bar.
-    """
-    from tqdm.auto import tqdm
-
-    workers = check_n_jobs(n_jobs, len(items))
-    with tqdm(total=len(items), desc=desc, disable=not verbose, unit="row") as progress:
-
-        def tracked(item):
-            ready_concrete_for_this_thread()  # a pool thread is not the one that imported Concrete
-            result = function(item)
-            progress.update(1)
-            return result
-
-        if workers == 1:
-            return [tracked(item) for item in items]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(tracked, items))  # map keeps the input order
-
-
-def check_n_jobs(n_jobs: int | None, n_items: int) -> int:
-    """Threads to use, with joblib's meaning of ``n_jobs`` (None -> 1, -1 -> all cores,
-    -2 -> all but one, ...), and never more than there are items."""
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0):
-        raise ValueError(
-            f"n_jobs must be None, a positive integer, or a negative one counted from the number of cores "
-            f"(-1: all, -2: all but one), as in joblib; got {n_jobs!r}."
-        )
-    workers = 1 if n_jobs is None else joblib.effective_n_jobs(int(n_jobs))
-    return max(1, min(workers, n_items))
-
-
-def run(quantized_module, X: np.ndarray, fhe: str, *, n_jobs: int | None = None, verbose: bool = False) -> np.ndarray:
-    """Outputs of the quantized network on ``X`` in the clear, simulated or encrypted.
-
-    Encrypted execution runs one row at a time (``n_jobs`` rows in parallel).
-    """
-    ready_concrete_for_this_thread()
-    X = np.asarray(X, dtype=np.float32)
-    if fhe != "execute":
-        return quantized_module.forward(X, fhe=fhe)
-    quantized_module.fhe_circuit.keygen(force=False)  # keys are made on first use
-
-    def execute(row: np.ndarray) -> np.ndarray:
-        return quantized_module.forward(row[None, :], fhe="execute")
-
-    rows = map_in_order(execute, list(X), n_jobs=n_jobs, verbose=verbose, desc="FHE execute")
-    return np.concatenate(rows)
-
-
-@dataclass
-class EncryptedRun:
-    """One encrypted prediction, step by step, with the time each step took (seconds)."""
-
-    outputs: np.ndarray
-    encrypt_s: float
-    run_s: float
-    decrypt_s: float
-
-
-def keygen(quantized_module) -> float:
-    """Generate the circuit's keys (if not already there); returns the seconds it took."""
-    start = time.perf_counter()
-    quantized_module.fhe_circuit.keygen(force=False)
-    return time.perf_counter() - start
-
-
-def run_encrypted_steps(quantized_module, row: np.ndarray) -> EncryptedRun:
-    """Quantize and encrypt one sample, run the circuit on it, decrypt and dequantize."""
-    circuit = quantized_module.fhe_circuit
-    q_x = quantized_module.quantize_input(np.asarray(row, dtype=np.float32).reshape(1, -1))
-    start = time.perf_counter()
-    encrypted = circuit.encrypt(q_x)
-    encrypted_at = time.perf_counter()
-    result = circuit.run(encrypted)
-    ran_at = time.perf_counter()
-    q_y = circuit.decrypt(result)
-    decrypted_at = time.perf_counter()
-    outputs = quantized_module.post_processing(quantized_module.dequantize_output(q_y))
-    return EncryptedRun(outputs, encrypted_at - start, ran_at - encrypted_at, decrypted_at - ran_at)
