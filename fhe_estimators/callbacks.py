@@ -34,7 +34,8 @@ import numpy as np
 import skorch
 from sklearn.metrics import accuracy_score, r2_score
 from skorch.callbacks import EpochScoring
-from skorch.utils import to_numpy
+import torch
+from skorch.utils import data_from_dataset, to_numpy
 
 from .accumulator_aware import AccumulatorAwareProjection
 from .budget_policies import make_budget_policy
@@ -61,13 +62,35 @@ class EncodedScorer:
         self.metric = metric
 
     def __call__(self, net, X, y=None) -> float:
-        outputs = to_numpy(net.forward(X, training=False))
+        outputs = _outputs(net, X)
         predictions = outputs.argmax(axis=1) if net._estimator_type == "classifier" else outputs
         metric = METRICS[self.metric] if isinstance(self.metric, str) else self.metric
         return float(metric(np.asarray(y), predictions))
 
     def __repr__(self) -> str:
         return f"encoded_scorer({self.metric!r})"
+
+
+def _outputs(net, X) -> np.ndarray:
+    """The network's outputs on all of ``X`` (arrays or skorch's datasets) in one eval-mode call.
+
+    skorch's ``net.forward`` goes batch by batch through a data loader: for the training score
+    after every epoch that cost about 40% of a fit (4 of 10 s on breast cancer). Datasets whose
+    arrays skorch cannot extract still go through ``net.forward``.
+    """
+    try:
+        if isinstance(X, torch.utils.data.Dataset):
+            X, _ = data_from_dataset(X)
+        inputs = torch.as_tensor(np.asarray(X), dtype=torch.float32, device=net.device)
+    except (AttributeError, TypeError, ValueError):
+        return to_numpy(net.forward(X, training=False))
+    module = net.module_
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        outputs = module(inputs)
+    module.train(was_training)
+    return to_numpy(outputs)
 
 
 def encoded_scorer(metric: str | Callable) -> EncodedScorer:
