@@ -38,6 +38,7 @@ from skorch.callbacks import Callback
 from torch.nn.utils import prune
 
 from .budget import accumulator_bounds, fits_signed
+from .circuit_plan import rounding_headroom
 
 #: Projection passes per call (a pass can halve a layer's shared scale; the next one fixes that).
 MAX_PROJECTION_ROUNDS = 4
@@ -78,19 +79,21 @@ def fitting_factors(
     input_max: int,
     n_bits: int,
     anchored=None,
+    headroom: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per neuron (row of ``weights``), factors for its positive and its negative weights.
 
     Scaling the positive weights by the first and the negative ones by the second (except
     the ``anchored`` ones, a boolean mask like ``weights``) makes the neuron's exact worst
     case fit a signed ``n_bits`` accumulator at weight scale ``scale`` (1 where it already
-    fits). With a signed input range both factors are equal.
+    fits; ``headroom``, what rounding before the next lookup may add, counts against the upper
+    end). With a signed input range both factors are equal.
     """
     if isinstance(weights, torch.Tensor):
         weights = weights.detach().cpu().numpy()
     weights = np.asarray(weights, dtype=np.float64)
     anchored = np.zeros(weights.shape, dtype=bool) if anchored is None else np.asarray(anchored, dtype=bool)
-    limit_low, limit_high = -(2 ** (n_bits - 1)), 2 ** (n_bits - 1) - 1
+    limit_low, limit_high = -(2 ** (n_bits - 1)), 2 ** (n_bits - 1) - 1 - headroom
     pos_factor = np.ones(weights.shape[0])
     neg_factor = pos_factor.copy()
 
@@ -146,7 +149,10 @@ def project_layer(module, index: int, n_bits: int) -> int:
     scale = float(layer.quant_weight().scale)
     anchored = np.zeros(weight.shape, dtype=bool)
     anchored.flat[np.argmax(np.abs(weight))] = True
-    pos_factor, neg_factor = fitting_factors(weight, scale, module.n_w_bits, input_min, input_max, n_bits, anchored)
+    headroom = rounding_headroom(module, index, n_bits)
+    pos_factor, neg_factor = fitting_factors(
+        weight, scale, module.n_w_bits, input_min, input_max, n_bits, anchored, headroom
+    )
     shrunk = (pos_factor < 1) | (neg_factor < 1)
     if not shrunk.any():
         return 0

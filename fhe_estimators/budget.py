@@ -110,7 +110,12 @@ def fits_signed(low, high, n_bits: int) -> np.ndarray:
 
 
 def enforce_accumulator_budget(
-    weights: np.ndarray, bias: np.ndarray | None, input_min: int, input_max: int, n_accum_bits: int
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    input_min: int,
+    input_max: int,
+    n_accum_bits: int,
+    headroom: int = 0,
 ) -> np.ndarray:
     """Keep-mask dropping each neuron's smallest ``|w|`` until its exact bound fits.
 
@@ -118,11 +123,13 @@ def enforce_accumulator_budget(
     kept. Neurons that already fit keep all their non-zero weights. A neuron
     whose bias alone overflows keeps no weights (the bias is the caller's to
     handle; with Concrete's quantized bias this does not happen in practice).
+    ``headroom`` is added to each neuron's upper bound: what rounding the
+    accumulator (half up) before its table lookup may add to it.
     """
     weights = np.asarray(weights, dtype=np.int64)
     keep = weights != 0
     low, high = accumulator_bounds(weights, bias, input_min, input_max)
-    for row in np.flatnonzero(~fits_signed(low, high, n_accum_bits)):
+    for row in np.flatnonzero(~fits_signed(low, high + headroom, n_accum_bits)):
         neuron = weights[row].copy()
         # Drop in increasing |w| order; ties broken by index so it is deterministic.
         for col in np.argsort(np.abs(neuron), kind="stable"):
@@ -132,7 +139,7 @@ def enforce_accumulator_budget(
             keep[row, col] = False
             row_bias = None if bias is None else np.asarray(bias)[row : row + 1]
             lo, hi = accumulator_bounds(neuron[None, :], row_bias, input_min, input_max)
-            if fits_signed(lo, hi, n_accum_bits)[0]:
+            if fits_signed(lo, hi + headroom, n_accum_bits)[0]:
                 break
     return keep
 

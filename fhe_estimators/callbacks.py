@@ -81,16 +81,10 @@ def _outputs(net, X) -> np.ndarray:
     try:
         if isinstance(X, torch.utils.data.Dataset):
             X, _ = data_from_dataset(X)
-        inputs = torch.as_tensor(np.asarray(X), dtype=torch.float32, device=net.device)
+        inputs = np.asarray(X, dtype=np.float32)
     except (AttributeError, TypeError, ValueError):
         return to_numpy(net.forward(X, training=False))
-    module = net.module_
-    was_training = module.training
-    module.eval()
-    with torch.no_grad():
-        outputs = module(inputs)
-    module.train(was_training)
-    return to_numpy(outputs)
+    return net.module_.outputs_on(inputs)
 
 
 def encoded_scorer(metric: str | Callable) -> EncodedScorer:
@@ -142,6 +136,48 @@ class CosineLearningRate(skorch.callbacks.Callback):
         self.epoch_ += 1
 
 
+class FloatPretraining(skorch.callbacks.Callback):
+    """Trains the network unquantized for the first ``float_epochs(net)`` epochs of a fit, then quantized.
+
+    Low-bit networks trained from scratch start from quantizers calibrated on random
+    weights; pre-training in float lets the weights find their shape first, and the
+    activation quantizers then measure the ranges of a trained network (their statistics
+    are collected from the first quantized step). Pruning runs on its own schedule
+    throughout: its masks apply to the float weights too. Only a fresh fit pre-trains
+    (``history`` is empty when it starts); ``warm_start``, ``partial_fit`` and the search's
+    fine-tunes continue quantized.
+
+    The float epochs are a warm-up that skorch's ``EarlyStopping`` does not count: it is
+    restarted before each of them and before the first quantized epoch, so it cannot stop
+    a fit before the network trained quantized, nor compare quantized losses to float ones.
+    """
+
+    def on_train_begin(self, net, **kwargs):
+        # Read at train time, after ``fit`` validated the parameters (``set_params`` builds
+        # the callbacks with whatever values it was given).
+        self.remaining_ = float_epochs(net) if len(net.history) == 0 else 0
+        net.module_.quantized = self.remaining_ <= 0
+
+    def on_epoch_begin(self, net, **kwargs):
+        if self.remaining_ >= 0:  # a float epoch, or the first quantized one
+            for _, callback in net.callbacks_:
+                if isinstance(callback, skorch.callbacks.EarlyStopping):
+                    callback.on_train_begin(net)
+
+    def on_epoch_end(self, net, **kwargs):
+        self.remaining_ -= 1
+        if self.remaining_ <= 0:
+            net.module_.quantized = True
+
+    def on_train_end(self, net, **kwargs):
+        net.module_.quantized = True  # a fit stopped early (or interrupted) still ends quantized
+
+
+def float_epochs(estimator) -> int:
+    """Epochs ``float_pretraining`` trains unquantized: that fraction of ``max_epochs``, rounded down."""
+    return int(estimator.float_pretraining * estimator.max_epochs)
+
+
 def pruning_callback(estimator) -> PerNeuronPruning:
     """The pruning schedule of ``estimator``'s parameters, towards its ``pruning_budget``'s policy.
 
@@ -161,7 +197,7 @@ def pruning_callback(estimator) -> PerNeuronPruning:
 
 def fhe_callbacks(estimator) -> list[tuple[str, skorch.callbacks.Callback]]:
     """The callbacks added to skorch's defaults, by name: ``pruning``, ``lr_schedule`` (with
-    ``lr_schedule="cosine"``) and ``train_score``.
+    ``lr_schedule="cosine"``), ``float_pretraining`` and ``train_score``.
 
     With ``pruning_budget="l1"``, ``accumulator_aware`` too: after every optimizer step it
     scales each neuron's weights down until its exact worst case fits the accumulator
@@ -172,4 +208,5 @@ def fhe_callbacks(estimator) -> list[tuple[str, skorch.callbacks.Callback]]:
         callbacks.append(("lr_schedule", CosineLearningRate()))
     if estimator.pruning_budget == "l1":
         callbacks.append(("accumulator_aware", AccumulatorAwareProjection()))
+    callbacks.append(("float_pretraining", FloatPretraining()))
     return [*callbacks, ("train_score", training_score(estimator))]

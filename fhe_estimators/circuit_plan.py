@@ -69,6 +69,25 @@ def _pot_lsbs(module, index: int) -> int:
     return max(0, lsbs)
 
 
+def headroom_of(lsbs: int, accumulator_bits: int) -> int:
+    """What rounding ``lsbs`` low bits (half up) may add to a ``accumulator_bits``-bit accumulator:
+    ``2^(lsbs-1)``; 0 without rounding, or when it would remove every bit (a degenerate scale, e.g.
+    an activation quantizer that only ever saw zeros, which Concrete's own checks diagnose)."""
+    return 2 ** (lsbs - 1) if 0 < lsbs < accumulator_bits else 0
+
+
+def rounding_headroom(module, index: int, accumulator_bits: int) -> int:
+    """What Concrete ML's power-of-two rounding (half up, before a hidden layer's lookup) may add
+    to that layer's ``accumulator_bits``-bit accumulator (:func:`headroom_of`); 0 for the output layer.
+
+    An accumulator at exactly ``2^(b-1) - 1`` fits ``b`` signed bits, but rounded up it does not:
+    Concrete then compiles ``b + 1`` bits. The exact check counts it (:mod:`.finalize`).
+    """
+    if index >= len(module.linears) - 1:
+        return 0
+    return headroom_of(_pot_lsbs(module, index), accumulator_bits)
+
+
 def calibration_accumulator_bits(module, X: np.ndarray, n_bits: int) -> tuple[list[int], list[int]]:
     """Accumulator widths over ``X`` and the lsbs ``rounding_threshold_bits=n_bits`` removes.
 
@@ -105,10 +124,10 @@ def calibration_accumulator_bits(module, X: np.ndarray, n_bits: int) -> tuple[li
     return widths, removed
 
 
-def _hint_bits(low: int, high: int, lsbs: int) -> int:
+def hint_bits(low: int, high: int, lsbs: int) -> int:
     """What :func:`fhe_estimators.compilation.compile_module` makes each accumulator (its worst case
     plus the rounding's headroom): the circuit's accumulator width."""
-    headroom = 2 ** (lsbs - 1) if lsbs > 0 else 0
+    headroom = headroom_of(lsbs, int(signed_bit_width(low, high)))
     return int(signed_bit_width(low, high + headroom))
 
 
@@ -142,7 +161,7 @@ def plan_circuit(
             _, removed = calibration_accumulator_bits(module, calibration, n_bits)
     plan = []
     for index, (layer, (low, high), lsbs) in enumerate(zip(layers, accumulator_ranges, removed)):
-        bits = _hint_bits(low, high, lsbs)
+        bits = hint_bits(low, high, lsbs)
         if index < n_hidden and lsbs >= bits:
             # Concrete refuses this circuit (compile_module explains why); price what is left.
             notes.append(

@@ -26,6 +26,7 @@ from concrete.ml.quantization.quantized_ops import QuantizedGemm
 from concrete.ml.torch.compile import compile_brevitas_qat_model
 
 from .budget import CONCRETE_MAX_BITS, signed_bit_width
+from .circuit_plan import hint_bits
 from .runtime import ready_concrete_for_this_thread
 
 #: Our default probability of error per programmable bootstrapping (Concrete ML's is 2^-40).
@@ -89,15 +90,6 @@ def gemm_ops(quantized_module) -> list[QuantizedGemm]:
     """The linear layers of a compiled module, in order."""
     return [op for _, op in quantized_module.quant_layers_dict.values() if isinstance(op, QuantizedGemm)]
 
-
-def _hint_bits(low: int, high: int, lsbs_removed: int) -> int:
-    """Accumulator width covering ``[low, high]`` and the rounding that follows it.
-
-    Rounding away ``lsbs`` bits adds up to ``2^(lsbs-1)`` before truncating;
-    that must not overflow either.
-    """
-    headroom = 2 ** (lsbs_removed - 1) if lsbs_removed > 0 else 0
-    return int(signed_bit_width(low, high + headroom))
 
 
 def _install_hints(ops: Sequence[QuantizedGemm], bits: Sequence[int]) -> None:
@@ -199,7 +191,7 @@ def compile_module(
             )
 
     needed = [
-        _hint_bits(low, high, op.lsbs_to_remove.get("matmul", 0) if isinstance(op.lsbs_to_remove, dict) else 0)
+        hint_bits(low, high, op.lsbs_to_remove.get("matmul", 0) if isinstance(op.lsbs_to_remove, dict) else 0)
         for op, (low, high) in zip(ops, accumulator_ranges)
     ]
     _check_within_concrete_limit(max(needed))

@@ -33,7 +33,7 @@ from .budget import default_input_bits, omega
 from .budget_policies import make_budget_policy
 from .holdout import AUTO_WEIGHT_DECAYS  # noqa: F401  (importable here as before)
 from .cost import estimate_cost
-from .callbacks import fhe_callbacks, valid_accuracy
+from .callbacks import fhe_callbacks, float_epochs, valid_accuracy
 from .module import QuantMLP
 from .outputs import OutputDecoder
 from .parameters import estimator_init
@@ -171,9 +171,10 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         return self
 
     def _stats_steps(self) -> int:
-        """Quantizer range statistics over the first 40% of training (at least one batch)."""
+        """Quantizer range statistics over the first 40% of quantized training (at least one batch)."""
         batches_per_epoch = max(1, int(np.ceil(self.n_train_samples_ / max(1, self.batch_size))))
-        return max(1, round(STATS_FRACTION * self.max_epochs * batches_per_epoch))
+        quantized_epochs = self.max_epochs - float_epochs(self)
+        return max(1, round(STATS_FRACTION * quantized_epochs * batches_per_epoch))
 
     def get_default_callbacks(self):
         # skorch's valid_acc compares predict() with the targets; ours scores the encoded labels.
@@ -317,9 +318,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
             self.compile()
         if hasattr(self, "quantized_module_"):
             return runtime.run(self.quantized_module_, X, mode, n_jobs=self.n_jobs, verbose=self.verbose > 0)
-        self.module_.eval()
-        with torch.no_grad():
-            return self.module_(torch.from_numpy(X).to(self.device)).cpu().numpy()
+        return self.module_.outputs_on(X)
 
 
 class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):

@@ -20,6 +20,7 @@ import torch
 
 from .budget import accumulator_bounds, enforce_accumulator_budget, signed_bit_width
 from .budget_policies import BudgetPolicy, weight_caps
+from .circuit_plan import rounding_headroom
 from .module import QuantMLP
 from .pruning import make_masks_permanent, nonzero_per_neuron, set_row_masks
 
@@ -145,11 +146,17 @@ def finalize_pruning(
 
 
 def drop_overflowing_weights(module: QuantMLP, accumulator_budget: int, dropped: list[int]) -> bool:
-    """The exact check: drop each neuron's smallest weights until its worst case fits (counts into ``dropped``)."""
+    """The exact check: drop each neuron's smallest weights until its worst case, plus what the
+    rounding before its lookup may add, fits (counts into ``dropped``)."""
     changed = False
     for index, (layer, integer) in enumerate(zip(module.linears, module.integer_layers())):
         keep = enforce_accumulator_budget(
-            integer.weights, None, integer.input_min, integer.input_max, accumulator_budget
+            integer.weights,
+            None,
+            integer.input_min,
+            integer.input_max,
+            accumulator_budget,
+            headroom=rounding_headroom(module, index, accumulator_budget),
         )
         drop = (integer.weights != 0) & ~keep
         if drop.any():

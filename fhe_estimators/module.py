@@ -40,6 +40,14 @@ class IntegerLayer:
     input_max: int  # largest integer its input quantizer can produce
 
 
+def _masked_weight(linear: nn.Module) -> torch.Tensor:
+    """The layer's float weight with its pruning mask, recomputed (torch's pruning hook only
+    refreshes ``weight`` when the layer itself is called)."""
+    if hasattr(linear, "weight_mask"):
+        return linear.weight_orig * linear.weight_mask
+    return linear.weight
+
+
 class QuantMLP(nn.Module):
     """Multi-layer perceptron with quantized weights and activations.
 
@@ -112,8 +120,13 @@ class QuantMLP(nn.Module):
 
         #: Reproduce Concrete ML's accumulator rounding in ``forward`` (off while exporting).
         self.round_like_concrete = True
+        #: False while ``float_pretraining`` trains the same weights unquantized (see
+        #: :class:`~fhe_estimators.callbacks.FloatPretraining`); always True once trained.
+        self.quantized = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.quantized:
+            return self._float_forward(x)
         x = self.input_quant(x)
         for linear, activation in zip(self.linears[:-1], self.activations):
             z = linear(x)
@@ -121,6 +134,30 @@ class QuantMLP(nn.Module):
                 z = self._round_accumulator(z, linear, x.scale, activation)
             x = activation(z)
         return self.linears[-1](x)
+
+    def outputs_on(self, X) -> np.ndarray:
+        """Outputs on a whole array in one call, in eval mode and without gradients (the
+        training mode is restored): what predictions in the clear and training scores read."""
+        device = next(self.parameters()).device
+        inputs = torch.as_tensor(np.asarray(X), dtype=torch.float32, device=device)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self(inputs).cpu().numpy()
+        finally:
+            self.train(was_training)
+
+    def _float_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The same network with every quantizer off: float weights (pruning masks applied), ReLU.
+
+        The activation quantizers are not called, so their range statistics are collected
+        once quantization starts, on the pre-trained network's activations.
+        """
+        for linear in self.linears[:-1]:
+            x = torch.relu(nn.functional.linear(x, _masked_weight(linear), linear.bias))
+        last = self.linears[-1]
+        return nn.functional.linear(x, _masked_weight(last), last.bias)
 
     @staticmethod
     def _round_accumulator(z: torch.Tensor, linear, input_scale: torch.Tensor, activation) -> torch.Tensor:

@@ -37,6 +37,7 @@ FHE_PARAMETERS: dict[str, Any] = {
     "pruning_end": 0.6,
     "pruning_frequency": 1,
     "lr_schedule": "cosine",
+    "float_pretraining": 0.3,
     "distillation": None,
     "tighten": True,
     "tighten_tolerance": 0.01,

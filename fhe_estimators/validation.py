@@ -63,6 +63,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "pruning_end": [Interval(Real, 0, 1, closed="both")],
     "pruning_frequency": [Interval(Integral, 1, None, closed="left")],
     "lr_schedule": [StrOptions({s for s in LR_SCHEDULES if s is not None}), None],
+    "float_pretraining": [Interval(Real, 0, 1, closed="left")],
     "distillation": [StrOptions({d for d in DISTILLATIONS if d is not None}), None],
     "tighten": ["boolean"],
     "tighten_tolerance": [Interval(Real, 0, 1, closed="left")],
@@ -96,6 +97,10 @@ CONSTRAINT_MESSAGES: dict[str, Callable] = {
     "lr_schedule": lambda value, e: (
         f'lr_schedule must be one of {LR_SCHEDULES}, got {value!r}: "cosine" anneals the '
         "learning rate to 0 over each training call, None keeps it constant."
+    ),
+    "float_pretraining": lambda value, e: (
+        f"float_pretraining must be a fraction of max_epochs in [0, 1), got {value!r}: that part of "
+        "training runs with the quantizers off, the rest quantized."
     ),
     "distillation": lambda value, e: (
         f'distillation must be one of {DISTILLATIONS}, got {value!r}: "mlp" also trains on the outputs '

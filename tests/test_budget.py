@@ -101,3 +101,12 @@ def test_default_input_bits_adds_a_bit_only_when_the_unpruned_layer_fits(n_featu
     worst = n_features * 4 * 2 ** (expected - 1)
     low, high = accumulator_bounds(np.full((1, n_features), -4), None, -(2 ** (expected - 1)), 2 ** (expected - 1) - 1)
     assert high == worst and (expected == 3 or fits_signed(low, high, 10))
+
+
+def test_rounding_headroom_counts_against_the_upper_bound():
+    # Unsigned 3-bit inputs (0..7): a neuron of 18 weights of +1 reaches 126, of 19 reaches 133.
+    weights = np.ones((1, 18), dtype=np.int64)
+    assert enforce_accumulator_budget(weights, None, 0, 7, 8).all()  # 126 fits [-128, 127]
+    # Rounding 3 bits half up may add 4 before the lookup: 130 no longer fits, one weight goes.
+    keep = enforce_accumulator_budget(weights, None, 0, 7, 8, headroom=4)
+    assert keep.sum() == 17

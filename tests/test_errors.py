@@ -229,6 +229,7 @@ BAD_VALUES = {
     "pruning_end": -0.5,
     "pruning_frequency": 0,
     "lr_schedule": "step",
+    "float_pretraining": 1.0,
     "distillation": "tree",
     "tighten": "yes",
     "tighten_tolerance": 1.5,

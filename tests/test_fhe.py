@@ -196,7 +196,9 @@ def test_pickle_and_joblib_round_trips_keep_every_mode_and_no_keys():
 @pytest.mark.parametrize("method", ["exact", "approximate"])
 def test_rounding_threshold_bits_in_concrete_mls_dict_form(breast_cancer, method):
     X_train, X_test, y_train, y_test = breast_cancer
-    model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=10, random_state=0).fit(X_train, y_train)
+    # Ten epochs are too few to spend three of them in float pre-training (max_epochs defaults to 100).
+    quick = dict(hidden_layer_sizes=(8,), max_epochs=10, float_pretraining=0, random_state=0)
+    model = NeuralNetClassifier(**quick).fit(X_train, y_train)
     unrounded_pbs = model.compile().circuit_report_.pbs_count
     model.compile(rounding_threshold_bits={"n_bits": 4, "method": method})
     assert model.compile_arguments_["rounding_threshold_bits"] == {"n_bits": 4, "method": method}
