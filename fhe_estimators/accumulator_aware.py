@@ -39,6 +39,7 @@ from torch.nn.utils import prune
 
 from .budget import accumulator_bounds, fits_signed
 from .circuit_plan import rounding_headroom
+from .module import masked_weight
 
 #: Projection passes per call (a pass can halve a layer's shared scale; the next one fixes that).
 MAX_PROJECTION_ROUNDS = 4
@@ -125,11 +126,6 @@ def fitting_factors(
     return pos_factor, neg_factor
 
 
-def _effective_weight(layer) -> torch.Tensor:
-    """The weight the quantizer sees: masked when the layer is being pruned."""
-    return layer.weight_orig * layer.weight_mask if prune.is_pruned(layer) else layer.weight
-
-
 @torch.no_grad()
 def project_layer(module, index: int, n_bits: int) -> int:
     """Scale down the neurons of linear layer ``index`` whose exact worst case overflows ``n_bits``.
@@ -145,7 +141,7 @@ def project_layer(module, index: int, n_bits: int) -> int:
     if prune.is_pruned(layer):
         # After an optimizer step ``weight`` is stale until the next forward; quant_weight() reads it.
         layer.weight = layer.weight_orig * layer.weight_mask
-    weight = _effective_weight(layer).detach().cpu().numpy().astype(np.float64)
+    weight = masked_weight(layer).detach().cpu().numpy().astype(np.float64)
     scale = float(layer.quant_weight().scale)
     anchored = np.zeros(weight.shape, dtype=bool)
     anchored.flat[np.argmax(np.abs(weight))] = True

@@ -40,7 +40,7 @@ class IntegerLayer:
     input_max: int  # largest integer its input quantizer can produce
 
 
-def _masked_weight(linear: nn.Module) -> torch.Tensor:
+def masked_weight(linear: nn.Module) -> torch.Tensor:
     """The layer's float weight with its pruning mask, recomputed (torch's pruning hook only
     refreshes ``weight`` when the layer itself is called)."""
     if hasattr(linear, "weight_mask"):
@@ -155,9 +155,9 @@ class QuantMLP(nn.Module):
         once quantization starts, on the pre-trained network's activations.
         """
         for linear in self.linears[:-1]:
-            x = torch.relu(nn.functional.linear(x, _masked_weight(linear), linear.bias))
+            x = torch.relu(nn.functional.linear(x, masked_weight(linear), linear.bias))
         last = self.linears[-1]
-        return nn.functional.linear(x, _masked_weight(last), last.bias)
+        return nn.functional.linear(x, masked_weight(last), last.bias)
 
     @staticmethod
     def _round_accumulator(z: torch.Tensor, linear, input_scale: torch.Tensor, activation) -> torch.Tensor:

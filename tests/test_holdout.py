@@ -28,9 +28,10 @@ def test_paired_gap_and_the_one_standard_error_rule():
     assert not holdout.within(holdout.paired_gap(best, one_miss), 0.0, standard_errors=0.0)
 
 
-def test_weight_decay_choice_breaks_accuracy_ties_by_confidence_then_strength():
+def test_weight_decay_choice_breaks_accuracy_ties_by_likelihood_then_strength():
     def rows(correct, confidence):
-        return holdout.HoldoutRows(np.asarray(correct, dtype=float), np.full(len(correct), confidence))
+        correct, probability = np.asarray(correct, dtype=float), np.full(len(correct), confidence)
+        return holdout.HoldoutRows(correct, probability, np.log(probability))
 
     perfect = [1.0] * 28
     choices = {1e-4: rows(perfect, 0.90), 1e-2: rows(perfect, 0.95), 1e-1: rows(perfect, 0.60)}
@@ -38,9 +39,28 @@ def test_weight_decay_choice_breaks_accuracy_ties_by_confidence_then_strength():
     assert decay == 1e-2 and scores == {1e-4: 1.0, 1e-2: 1.0, 1e-1: 1.0}
     choices[1e-1] = rows(perfect, 0.95)  # a full tie goes to the stronger penalty
     assert holdout.choose_weight_decay(choices)[0] == 1e-1
-    choices[1e-4] = rows([1.0] * 27 + [1.0], 0.5)
-    choices[1e-2] = choices[1e-1] = rows([0.0] + [1.0] * 27, 0.99)  # accuracy comes first
+    # One row of 28 is within one standard error: a tie, which likelihood decides (the iris case:
+    # a penalty that won by one row with flat probabilities must not be chosen).
+    choices[1e-4] = rows(perfect, 0.5)
+    choices[1e-2] = choices[1e-1] = rows([0.0] + [1.0] * 27, 0.99)
+    assert holdout.choose_weight_decay(choices)[0] == 1e-1
+    # Three rows are not: accuracy comes first.
+    choices[1e-2] = choices[1e-1] = rows([0.0] * 3 + [1.0] * 25, 0.99)
     assert holdout.choose_weight_decay(choices)[0] == 1e-4
+    # A proper scoring rule: one row given almost no probability outweighs a little more
+    # confidence on the others (the mean true-class probability would prefer the overconfident one).
+    overconfident = holdout.HoldoutRows(np.ones(28), np.r_[np.full(27, 0.99), 1e-4], np.log(np.r_[np.full(27, 0.99), 1e-4]))
+    assert overconfident.confidence.mean() > 0.9
+    assert holdout.choose_weight_decay({1e-4: overconfident, 1e-2: rows(perfect, 0.9)})[0] == 1e-2
+
+
+def test_weight_decay_choice_for_a_regressor_is_the_best_r2():
+    def rows(values):
+        values = np.asarray(values, dtype=float)
+        return holdout.HoldoutRows(values, values, values)
+
+    choices = {1e-4: rows([0.5, 0.6, 0.7]), 1e-1: rows([0.5, 0.6, 0.6]), 3e-1: rows([0.5, 0.6, 0.7])}
+    assert holdout.choose_weight_decay(choices)[0] == 3e-1  # the best, ties to the stronger
 
 
 def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatch):
@@ -83,13 +103,24 @@ def test_a_fixed_weight_decay_is_not_searched_and_auto_is_the_default(breast_can
     assert model.weight_decay_ == 1e-3 and not hasattr(model, "weight_decay_scores_")
 
 
-def test_the_classifier_chooses_its_weight_decay_in_the_search(breast_cancer):
+def test_the_classifier_chooses_its_weight_decay_in_the_search(breast_cancer, monkeypatch):
     X_train, _, y_train, _ = breast_cancer
+    seen = []
+
+    def recording_choice(rows):
+        seen.append(rows)
+        return holdout.choose_weight_decay(rows)
+
+    monkeypatch.setattr(weight_decay, "choose_weight_decay", recording_choice)
     params = dict(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, optimizer__weight_decay="auto")
     model = NeuralNetClassifier(**params).fit(X_train, y_train)
     scores = model.weight_decay_scores_
-    assert set(scores) == set(holdout.AUTO_WEIGHT_DECAYS)
-    assert scores[model.weight_decay_] == max(scores.values())  # the best accuracy (then confidence)
+    assert set(scores) == set(holdout.AUTO_WEIGHT_DECAYS) and len(seen) == 1
+    rows = seen[0]  # each penalty's hold-out rows, of its own network
+    assert all(r.log_likelihood is not None and np.all(r.log_likelihood <= 0) for r in rows.values())
+    best = max(scores, key=scores.get)
+    assert holdout.within(holdout.paired_gap(rows[best].score, rows[model.weight_decay_].score), 0.0, 1.0)
+    assert model.weight_decay_ == holdout.choose_weight_decay(rows)[0]
     assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
 
 
