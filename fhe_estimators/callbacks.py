@@ -169,8 +169,22 @@ class FloatPretraining(skorch.callbacks.Callback):
         if self.remaining_ <= 0:
             net.module_.quantized = True
 
-    def on_train_end(self, net, **kwargs):
+    def on_train_end(self, net, X=None, **kwargs):
         net.module_.quantized = True  # a fit stopped early (or interrupted) still ends quantized
+        if self.remaining_ > 0 and X is not None:
+            _calibrate_activations(net, X)  # stopped before its first quantized step
+
+
+@torch.no_grad()
+def _calibrate_activations(net, X) -> None:
+    """One training-mode forward pass over a batch of ``X``, without a gradient step: the
+    activation quantizers measure their ranges on the trained float network (a network that
+    never ran quantized has none, and could be neither used nor copied)."""
+    batch, _ = next(iter(net.get_iterator(net.get_dataset(X), training=False)))
+    was_training = net.module_.training
+    net.module_.train()
+    net.infer(batch)
+    net.module_.train(was_training)
 
 
 def float_epochs(estimator) -> int:

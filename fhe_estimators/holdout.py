@@ -35,6 +35,8 @@ AUTO_WEIGHT_DECAYS = (1e-4, 1e-2, 1e-1, 3e-1)
 AUTO_MIN_SAMPLES = 20
 #: Floor of a probability before its log (one confident mistake must not decide alone).
 MIN_PROBABILITY = 1e-6
+#: Paired standard errors within which two penalties' hold-out scores tie (the likelihood decides).
+WEIGHT_DECAY_STANDARD_ERRORS = 1.0
 
 
 def internal_split(y: np.ndarray, classifier: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +122,10 @@ def choose_weight_decay(rows: dict[float, HoldoutRows]) -> tuple[float, dict[flo
     """
     means = {decay: (float(np.mean(r.score)), float(np.mean(r.log_likelihood))) for decay, r in rows.items()}
     best = max(means, key=lambda decay: (*means[decay], decay))
-    tied = [decay for decay, r in rows.items() if within(paired_gap(rows[best].score, r.score), 0.0, 1.0)]
+    tied = [
+        decay
+        for decay, r in rows.items()
+        if within(paired_gap(rows[best].score, r.score), 0.0, WEIGHT_DECAY_STANDARD_ERRORS)
+    ]
     chosen = max(tied, key=lambda decay: (means[decay][1], decay))
     return chosen, {decay: score for decay, (score, _) in means.items()}

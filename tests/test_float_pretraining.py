@@ -1,5 +1,7 @@
 """float_pretraining: the first part of a fit trains the same network with its quantizers off."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -62,6 +64,24 @@ def test_early_stopping_counts_only_quantized_epochs(iris):
     assert recorder.seen_ == [False] * 5 + [True] * 2  # five float epochs, then two quantized ones
     assert model.module_.quantized
     assert model.score(X_train, y_train) > 0.6  # a trained, calibrated quantized network
+
+
+class Interrupt(Callback):
+    """Stops a fit after its first epoch, as a user's Ctrl-C would (skorch catches it)."""
+
+    def on_epoch_end(self, net, **kwargs):
+        raise KeyboardInterrupt
+
+
+def test_a_fit_interrupted_in_float_pretraining_ends_a_usable_quantized_network(iris):
+    X_train, X_test, y_train, _ = iris
+    model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, callbacks=[Interrupt()])
+    model.fit(X_train, y_train)  # the search on: its base fit, copies and fine-tunes must all work
+    assert model.module_.quantized
+    copy = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(copy.predict_proba(X_test), model.predict_proba(X_test))
+    model.compile(X_train)
+    np.testing.assert_array_equal(model.predict(X_test, fhe="simulate"), model.predict(X_test))
 
 
 def test_float_path_is_the_masked_float_network(breast_cancer):
