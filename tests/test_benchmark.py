@@ -71,3 +71,42 @@ def test_generalization_benchmark_runs_and_reports(tmp_path):
     assert row["gap"] == pytest.approx(row["best_float"] - row["simulated_score"])
     assert row["best_float"] == max(row["float_32"], row["float_100"])
     assert "wine" in report.read_text() and "quick" in report.read_text()
+
+
+def test_search_rule_study_applies_the_searchs_rule(monkeypatch):
+    """The study's offline rule at the default factor picks what the search's own rule picks."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from fhe_estimators import holdout, search
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import search_rule_study as study
+
+    rng = np.random.default_rng(0)
+    candidates, scored = [], []
+    for latency in (2.0, 1.0, 0.5, 0.25):
+        correct = (rng.random(40) < 0.9).astype(float)
+        confidence = np.clip(rng.normal(0.85, 0.1, 40), 0, 1)
+        rows = holdout.HoldoutRows(correct, confidence, np.log(confidence))
+        candidate = search.Candidate(10, 0.0, None, correct.mean(), confidence.mean(), latency, 1)
+        scored.append(search.Scored(candidate, None, rows))
+        candidates.append(
+            {
+                "objective_s": search.objective_s(candidate),
+                "latency": latency,
+                "holdout_rows": {"score": correct, "confidence": confidence, "log_likelihood": np.log(confidence)},
+            }
+        )
+    for factor in (1.0, 3.0):
+        monkeypatch.setattr(search, "CONFIDENCE_TOLERANCE_FACTOR", factor)
+        expected = search._cheapest(scored, study.TOLERANCE, 1.0).candidate.predicted_latency_s
+        assert study.choose(candidates, f"confidence x{factor:g}")["latency"] == expected
+    # The report names the default rule and one row per rule.
+    monkeypatch.undo()
+    runs = [{"dataset": "toy", "seed": 0, "candidates": [{**c, "test_score": 0.9} for c in candidates]}]
+    text = study.report(runs)
+    assert "| confidence x1 (default) |" in text
+    assert sum(line.startswith("| ") for line in text.splitlines()) >= len(study.RULES)

@@ -46,7 +46,7 @@ def test_the_chosen_candidate_is_the_cheapest_within_tolerance(tightened):
         c
         for c in candidates
         if c["score_gap"] <= tolerance + c["score_gap_se"] + 1e-9
-        and c["confidence_gap"] <= tolerance + c["confidence_gap_se"] + 1e-9
+        and c["confidence_gap"] <= search.CONFIDENCE_TOLERANCE_FACTOR * tolerance + c["confidence_gap_se"] + 1e-9
     ]
     assert chosen in feasible
 
@@ -104,6 +104,21 @@ def test_one_standard_error_rule_on_paired_hold_out_rows():
     # A candidate as accurate but much less confident fails on confidence.
     unsure = _scored([1] * 28, [0.6] * 28, latency=0.1)
     assert unsure not in search._feasible([best, unsure], 0.01, standard_errors=1.0)
+
+
+def test_the_confidence_allowance_is_a_multiple_of_the_tolerance(monkeypatch):
+    # Slightly flatter probabilities (a smaller network) on every row, with no spread: a gap of two
+    # tolerances fails the default rule (1x) and passes at 3x; four tolerances fail both.
+    best = _scored([1] * 28, [0.90] * 28, latency=2.0)
+    flatter = _scored([1] * 28, [0.88] * 28, latency=1.0)
+    flat = _scored([1] * 28, [0.86] * 28, latency=0.5)
+    assert search.CONFIDENCE_TOLERANCE_FACTOR == 1.0
+    assert search._feasible([best, flatter, flat], 0.01, standard_errors=1.0) == [best]
+    assert flatter.candidate.confidence_gap == pytest.approx(0.02)
+    monkeypatch.setattr(search, "CONFIDENCE_TOLERANCE_FACTOR", 3.0)
+    assert search._feasible([best, flatter, flat], 0.01, standard_errors=1.0) == [best, flatter]
+    # The allowance scales with the tolerance: none at tolerance 0.
+    assert search._feasible([best, flatter, flat], 0.0, standard_errors=1.0) == [best]
 
 
 def test_the_chosen_circuit_is_cheaper_and_keeps_the_guarantee(tightened, breast_cancer):
