@@ -108,5 +108,5 @@ def test_search_rule_study_applies_the_searchs_rule(monkeypatch):
     monkeypatch.undo()
     runs = [{"dataset": "toy", "seed": 0, "candidates": [{**c, "test_score": 0.9} for c in candidates]}]
     text = study.report(runs)
-    assert "| confidence x1 (default) |" in text
+    assert f"| confidence x{search.CONFIDENCE_TOLERANCE_FACTOR:g} (default) |" in text
     assert sum(line.startswith("| ") for line in text.splitlines()) >= len(study.RULES)

@@ -82,6 +82,28 @@ def test_the_final_fine_tune_is_kept_only_if_it_keeps_the_price(tightened, breas
     assert model.fhe_cost_.pbs_count == chosen["pbs_count"]  # exactly the circuit that was scored
 
 
+@pytest.mark.parametrize("diverges", [False, True])
+def test_a_final_fine_tune_that_scores_lower_on_its_own_data_is_not_kept(breast_cancer, monkeypatch, diverges):
+    X_train, _, y_train, _ = breast_cancer
+    scored_model = NeuralNetClassifier(tighten=False, **QUICK).fit(X_train, y_train)
+    rows = holdout.holdout_rows(scored_model, X_train, y_train)
+    price = search.estimate_cost(scored_model)
+    candidate = search.Candidate(10, 0.0, None, rows.score.mean(), rows.confidence.mean(), price.latency_s, 1, price.keygen_s)
+
+    def fine_tune(model, X, y, epochs):  # a "fine-tune" that keeps the network, or flips its output
+        if diverges:
+            with torch.no_grad():
+                model.module_.linears[-1].weight.neg_()
+                model.module_.linears[-1].bias.neg_()
+        return True
+
+    monkeypatch.setattr(search, "_fine_tune", fine_tune)
+    winner = search.Scored(candidate, scored_model, rows)
+    model = search._final_fit(winner, scored_model, X_train, y_train, epochs=1)
+    assert candidate.fine_tuned_on_all_data is (not diverges)
+    assert (model is scored_model) is diverges
+
+
 def _scored(correct: list[int], confidence: list[float], latency: float):
     rows = holdout.HoldoutRows(np.asarray(correct, dtype=float), np.asarray(confidence, dtype=float))
     candidate = search.Candidate(10, 0.0, None, rows.score.mean(), rows.confidence.mean(), latency, 1, 1.0, 1.0)
@@ -108,17 +130,35 @@ def test_one_standard_error_rule_on_paired_hold_out_rows():
 
 def test_the_confidence_allowance_is_a_multiple_of_the_tolerance(monkeypatch):
     # Slightly flatter probabilities (a smaller network) on every row, with no spread: a gap of two
-    # tolerances fails the default rule (1x) and passes at 3x; four tolerances fail both.
+    # tolerances passes the default rule (3x) and fails at 1x; four tolerances fail both.
     best = _scored([1] * 28, [0.90] * 28, latency=2.0)
     flatter = _scored([1] * 28, [0.88] * 28, latency=1.0)
     flat = _scored([1] * 28, [0.86] * 28, latency=0.5)
-    assert search.CONFIDENCE_TOLERANCE_FACTOR == 1.0
-    assert search._feasible([best, flatter, flat], 0.01, standard_errors=1.0) == [best]
-    assert flatter.candidate.confidence_gap == pytest.approx(0.02)
-    monkeypatch.setattr(search, "CONFIDENCE_TOLERANCE_FACTOR", 3.0)
+    assert search.CONFIDENCE_TOLERANCE_FACTOR == 3.0
     assert search._feasible([best, flatter, flat], 0.01, standard_errors=1.0) == [best, flatter]
+    assert flatter.candidate.confidence_gap == pytest.approx(0.02)
     # The allowance scales with the tolerance: none at tolerance 0.
     assert search._feasible([best, flatter, flat], 0.0, standard_errors=1.0) == [best]
+    monkeypatch.setattr(search, "CONFIDENCE_TOLERANCE_FACTOR", 1.0)
+    assert search._feasible([best, flatter, flat], 0.01, standard_errors=1.0) == [best]
+
+
+def _at_width(bits: int, correct: list[int], latency: float):
+    pair = _scored(correct, [0.9] * len(correct), latency)
+    pair.candidate.accumulator_bits = bits
+    return pair
+
+
+def test_neuron_removal_and_rounding_start_from_more_than_one_candidate():
+    # Widths 10..7 hold, 6 does not: neuron removal starts from the two narrowest that held (7, 8),
+    # so one unlucky width cannot send the whole search down a single path.
+    rows = [1] * 28
+    scored = [_at_width(bits, rows, latency=bits / 10) for bits in (10, 9, 8, 7)]
+    scored.append(_at_width(6, [0] * 10 + [1] * 18, latency=0.1))
+    assert search.NEURON_REMOVAL_WIDTHS == 2 and search.ROUNDING_BASES == 2
+    assert search._neuron_removal_widths(scored, 0.01, 1.0) == [7, 8]
+    # Rounding is tried on the two cheapest feasible candidates (never on the infeasible 6-bit one).
+    assert search._rounding_bases(scored, 0.01, 1.0) == [scored[3], scored[2]]
 
 
 def test_the_chosen_circuit_is_cheaper_and_keeps_the_guarantee(tightened, breast_cancer):
