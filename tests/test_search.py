@@ -104,6 +104,25 @@ def test_a_final_fine_tune_that_scores_lower_on_its_own_data_is_not_kept(breast_
     assert (model is scored_model) is diverges
 
 
+def test_the_final_fine_tune_of_a_rounded_winner_is_judged_as_the_circuit_computes(breast_cancer, monkeypatch):
+    X_train, _, y_train, _ = breast_cancer
+    scored_model = NeuralNetClassifier(tighten=False, **QUICK).fit(X_train, y_train)
+    rounding = {"n_bits": 6, "method": "exact"}
+    rows = holdout.holdout_rows(scored_model, X_train, y_train)
+    candidate = search.Candidate(10, 0.0, rounding, rows.score.mean(), rows.confidence.mean(), 1.0, 1, 1.0)
+    judged = []
+    real_rows = search._holdout_rows
+
+    def spy(model, X, y, rounding_bits):
+        judged.append(rounding_bits)
+        return real_rows(model, X, y, rounding_bits)
+
+    monkeypatch.setattr(search, "_fine_tune", lambda model, X, y, epochs: True)
+    monkeypatch.setattr(search, "_holdout_rows", spy)
+    search._final_fit(search.Scored(candidate, scored_model, rows), scored_model, X_train, y_train, epochs=1)
+    assert judged == [rounding, rounding]  # both networks scored FHE-simulated with the rounding
+
+
 def _scored(correct: list[int], confidence: list[float], latency: float):
     rows = holdout.HoldoutRows(np.asarray(correct, dtype=float), np.asarray(confidence, dtype=float))
     candidate = search.Candidate(10, 0.0, None, rows.score.mean(), rows.confidence.mean(), latency, 1, 1.0, 1.0)
