@@ -52,7 +52,7 @@ NEURON_FRACTIONS = (0.5, 0.75)
 #: longer tried (0.958 test accuracy instead of 0.972). Two each: a few more fine-tunes per fit.
 NEURON_REMOVAL_WIDTHS = 2
 ROUNDING_BASES = 2
-#: Concrete rounding tried on the cheapest candidate (FHE-simulated: needs a compile each), each
+#: Concrete rounding tried on the cheapest candidates (FHE-simulated: needs a compile each), each
 #: only if the cost model prices it cheaper there (it must remove bits and shrink a lookup).
 #: 7 bits first: this machine's 8-bit lookups take 32768-coefficient keys and its 7-bit ones
 #: 8192, so a wide network gains most from one bit (digits at (4,4,12) lost 0.02-0.03 hold-out
