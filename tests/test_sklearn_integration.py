@@ -178,7 +178,8 @@ def test_pipeline_predicts_encrypted(pipeline, raw_breast_cancer):
 
 def test_cross_val_score_on_a_pipeline(raw_breast_cancer):
     X, y = raw_breast_cancer
-    pipe = Pipeline([("scale", StandardScaler()), ("nn", NeuralNetClassifier(**SMALL))])
+    # Twelve epochs: with six, one fold's 6-neuron network, narrowed further by the search, scored 0.847.
+    pipe = Pipeline([("scale", StandardScaler()), ("nn", NeuralNetClassifier(**{**SMALL, "max_epochs": 12}))])
     scores = cross_val_score(pipe, X, y, cv=3)
     assert scores.shape == (3,) and scores.min() > 0.85
 
