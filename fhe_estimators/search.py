@@ -315,6 +315,7 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, epochs: 
     if alive:
         price = estimate_cost(finished, rounding_threshold_bits=rounding)
         keeps_price = _objective(price.latency_s, price.keygen_s) <= FINAL_COST_SLACK * objective_s(winner.candidate)
+    if keeps_price:  # only then is the score worth its two compiles and simulations
         # On the rows it was just trained on, a fine-tune that worked cannot score much lower; as
         # the circuit computes (a fine-tune moves the sums a rounding cuts: digits at (4,4,12),
         # rounded to 5 bits, fell from 0.99 to 0.85 on its training rows, clear network unharmed).
