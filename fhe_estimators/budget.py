@@ -54,7 +54,8 @@ def omega(n_accum_bits: int, n_w_bits: int, n_a_bits: int) -> int:
 
 def default_input_bits(n_features: int, n_w_bits: int, n_a_bits: int, n_accum_bits: int) -> int:
     """Input bit-width when the user does not choose one: one more bit than the activations
-    whenever the first layer would still fit ``n_accum_bits`` with *no* pruning at that width.
+    whenever the first layer would still fit ``n_accum_bits`` with *no* pruning at that width
+    (``n_features``: the inputs a first-layer neuron may keep; fewer with a sparse first layer).
 
     The worst case is every weight at its most negative integer times every
     input at its most negative one: ``n_features · 2^(n_w−1) · 2^(b−1)``. When

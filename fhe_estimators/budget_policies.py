@@ -2,12 +2,13 @@
 
 A policy answers one question, ``keep_counts(module, accumulator_bits, layer_omegas)``: per
 linear layer, each neuron's keep count under the accumulator budget in force. It holds only
-the estimator's ``n_hidden_neurons_multiplier``; the budget itself (``accumulator_budget_``
+the estimator's ``n_hidden_neurons_multiplier`` and its first layer's density (a regularizer,
+:mod:`.regularization`); the budget itself (``accumulator_budget_``
 and its ``layer_omegas_``) is passed at each call, so one policy follows the search's
 narrower budgets (``_set_accumulator_budget``) without being rebuilt.
 
 ``floor(multiplier × Ω)`` (Ω from the layer's input bits) caps every neuron under every
-policy, the rule of Concrete ML's pruning page:
+policy, the rule of Concrete ML's pruning page (in the first layer also ``ceil(density × fan_in)``):
 
 * :class:`CountBudget` ("count"): the cap, nothing else;
 * :class:`ExactBudget` ("exact"): fewer where the exact worst case of that many would overflow;
@@ -27,14 +28,18 @@ import numpy as np
 from .accumulator_aware import project_module
 from .budget import kept_weights_per_neuron, largest_weights_that_fit
 from .pruning import unmasked_weight
+from .regularization import first_layer_cap
 
 
-def weight_caps(module, layer_omegas: list[int], multiplier: float) -> list[int]:
-    """``k = min(fan_in, floor(multiplier × Ω))`` per linear layer, at the layer's current fan-in."""
-    return [
+def weight_caps(module, layer_omegas: list[int], multiplier: float, first_layer_density: float = 1.0) -> list[int]:
+    """``k = min(fan_in, floor(multiplier × Ω))`` per linear layer, at the layer's current fan-in;
+    the first layer's also at most ``ceil(first_layer_density × fan_in)``."""
+    caps = [
         kept_weights_per_neuron(linear.in_features, layer_omega, multiplier)
         for linear, layer_omega in zip(module.linears, layer_omegas)
     ]
+    caps[0] = min(caps[0], first_layer_cap(module.linears[0].in_features, first_layer_density))
+    return caps
 
 
 def exact_keep_counts(module, accumulator_bits: int) -> list[np.ndarray]:
@@ -58,25 +63,29 @@ class BudgetPolicy:
     #: The ``pruning_budget`` value that selects this policy.
     name: ClassVar[str] = ""
 
-    def __init__(self, multiplier: float = 1.0):
+    def __init__(self, multiplier: float = 1.0, first_layer_density: float = 1.0):
         self.multiplier = multiplier
+        self.first_layer_density = first_layer_density
 
     def caps(self, module, layer_omegas: list[int]) -> list[int]:
-        """Per layer, ``min(fan_in, floor(multiplier × Ω))``."""
-        return weight_caps(module, layer_omegas, self.multiplier)
+        """Per layer, ``min(fan_in, floor(multiplier × Ω))`` (and the first layer's density)."""
+        return weight_caps(module, layer_omegas, self.multiplier, self.first_layer_density)
 
     def keep_counts(self, module, accumulator_bits: int, layer_omegas: list[int]) -> list[np.ndarray]:
         """Per layer, an array with the weights each neuron may keep now."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(multiplier={self.multiplier!r})"
+        return f"{type(self).__name__}(multiplier={self.multiplier!r}, first_layer_density={self.first_layer_density!r})"
+
+    def _key(self) -> tuple:
+        return type(self), self.multiplier, self.first_layer_density
 
     def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.multiplier == other.multiplier
+        return isinstance(other, BudgetPolicy) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((type(self), self.multiplier))
+        return hash(self._key())
 
 
 class CountBudget(BudgetPolicy):
@@ -118,9 +127,9 @@ BUDGET_POLICIES: dict[str, type[BudgetPolicy]] = {
 }
 
 
-def make_budget_policy(name: str, multiplier: float = 1.0) -> BudgetPolicy:
+def make_budget_policy(name: str, multiplier: float = 1.0, first_layer_density: float = 1.0) -> BudgetPolicy:
     """The policy of ``pruning_budget=name`` with ``n_hidden_neurons_multiplier=multiplier``."""
     try:
-        return BUDGET_POLICIES[name](multiplier)
+        return BUDGET_POLICIES[name](multiplier, first_layer_density)
     except (KeyError, TypeError):
         raise ValueError(f"pruning_budget must be one of {tuple(BUDGET_POLICIES)}, got {name!r}.") from None

@@ -38,7 +38,6 @@ import torch
 from skorch.utils import data_from_dataset, to_numpy
 
 from .accumulator_aware import AccumulatorAwareProjection
-from .budget_policies import make_budget_policy
 from .pruning import PerNeuronPruning
 
 #: Metrics :func:`encoded_scorer` knows by name.
@@ -204,7 +203,7 @@ def pruning_callback(estimator) -> PerNeuronPruning:
         start=estimator.pruning_start,
         end=estimator.pruning_end,
         frequency=estimator.pruning_frequency,
-        budget=make_budget_policy(estimator.pruning_budget, estimator.n_hidden_neurons_multiplier),
+        budget=estimator._budget_policy(),
         neuron_fraction=estimator.neuron_removal,
     )
 

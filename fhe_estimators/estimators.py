@@ -39,7 +39,7 @@ from .outputs import OutputDecoder
 from .parameters import estimator_init
 from .persistence import PicklingMixin
 from .skorch_params import SkorchParametersMixin
-from .weight_decay import resolve_weight_decay
+from .regularization import Regularization, first_layer_cap, resolve_regularization
 from .validation import PRUNING_BUDGETS  # noqa: F401  (importable here as before)
 
 #: Rows of the training data kept to calibrate ``compile`` when no X is given.
@@ -54,7 +54,7 @@ _USE_PARAM = object()  # "take the constructor's value" for compile() arguments
 class _FHEMixin(SkorchParametersMixin, PicklingMixin):
     """Everything the classifier and the regressor share: validation, pruning, FHE."""
 
-    #: ``optimizer__weight_decay`` when the user does not set it (see :mod:`.weight_decay`).
+    #: ``optimizer__weight_decay`` when the user does not set it (see :mod:`.regularization`).
     _default_weight_decay: float | str = "auto"
 
     def __sklearn_is_fitted__(self) -> bool:
@@ -148,10 +148,12 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
 
     # ------------------------------------------------------------------ training
     def _input_bits(self) -> int:
-        """``n_input_bits``, or the free extra bit of :func:`budget.default_input_bits`."""
+        """``n_input_bits``, or the free extra bit of :func:`budget.default_input_bits`, judged on
+        the inputs a first-layer neuron may keep (all, or its ``first_layer_density_`` share)."""
         if self.n_input_bits is not None:
             return self.n_input_bits
-        return default_input_bits(self.n_features_in_, self.n_w_bits, self.n_a_bits, self.n_accum_bits)
+        kept_inputs = first_layer_cap(self.n_features_in_, self.first_layer_density_)
+        return default_input_bits(kept_inputs, self.n_w_bits, self.n_a_bits, self.n_accum_bits)
 
     def _hidden_sizes(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
@@ -194,20 +196,22 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         first_omega = omega(n_bits, self.n_w_bits, self.n_input_bits_)
         self.layer_omegas_ = [first_omega] + [self.omega_] * len(self._hidden_sizes())
 
-    def _fit_prepared(self, X: np.ndarray, y: np.ndarray, weight_decay: float | None = None, **fit_params):
+    def _fit_prepared(
+        self, X: np.ndarray, y: np.ndarray, regularization: Regularization | None = None, **fit_params
+    ):
         """Shared tail of ``fit``: budget, seed, skorch training loop, finalize.
 
-        ``weight_decay`` overrides the parameter's (a number, or "auto" resolved on a hold-out).
+        ``regularization`` overrides the parameters' (numbers, or "auto" resolved on a hold-out).
         """
-        self.n_input_bits_ = self._input_bits()
-        self._set_accumulator_budget(self.n_accum_bits)
-        vars(self).pop("weight_decay_scores_", None)
-        if weight_decay is None:
-            self.weight_decay_, scores = resolve_weight_decay(self, X, y)
+        vars(self).pop("regularization_scores_", None)
+        if regularization is None:
+            regularization, scores = resolve_regularization(self, X, y)
             if scores is not None:
-                self.weight_decay_scores_ = scores
-        else:
-            self.weight_decay_ = float(weight_decay)
+                self.regularization_scores_ = scores
+        self.weight_decay_ = float(regularization.weight_decay)
+        self.first_layer_density_ = float(regularization.first_layer_density)
+        self.n_input_bits_ = self._input_bits()  # a sparse first layer may leave room for a finer input
+        self._set_accumulator_budget(self.n_accum_bits)
         self.n_train_samples_ = len(X)
         self.distillation_teacher_ = distillation.fit_teacher(self, X, y) if self.distillation else None
         rng = check_random_state(self.random_state)
@@ -233,9 +237,16 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
             vars(self).pop(name, None)
 
     # ------------------------------------------------------------------ pruning guarantee
+    def _budget_policy(self):
+        """The ``pruning_budget`` policy with this fit's multiplier and first-layer density (before
+        a fit resolves it: the parameter's number, dense for "auto")."""
+        density = getattr(self, "first_layer_density_", self.first_layer_density)
+        density = 1.0 if isinstance(density, str) else float(density)
+        return make_budget_policy(self.pruning_budget, self.n_hidden_neurons_multiplier, density)
+
     def _finalize_pruning(self) -> None:
         """Make masks permanent and enforce the exact accumulator bound on integer weights (:mod:`.finalize`)."""
-        policy = make_budget_policy(self.pruning_budget, self.n_hidden_neurons_multiplier)
+        policy = self._budget_policy()
         module = self.module_.eval()
         reports = finalize.finalize_and_report(module, policy, self.accumulator_budget_, self.layer_omegas_)
         if reports.neurons_removed:

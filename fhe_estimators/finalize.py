@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .budget import accumulator_bounds, enforce_accumulator_budget, signed_bit_width
-from .budget_policies import BudgetPolicy, weight_caps
+from .budget_policies import BudgetPolicy
 from .circuit_plan import rounding_headroom
 from .module import QuantMLP
 from .pruning import make_masks_permanent, nonzero_per_neuron, set_row_masks
@@ -42,7 +42,7 @@ class PruningReport(Mapping):
     neurons_removed: int  #: hidden neurons taken out of the network (no incoming weight left)
     omega: int  #: Ω of the layer at the accumulator budget in force (from its input bits)
     budget: str  #: ``pruning_budget`` the keep counts came from ("exact", "count" or "l1")
-    k: int  #: the cap ``min(fan_in, floor(multiplier × Ω))`` on every neuron's kept weights
+    k: int  #: the cap ``min(fan_in, floor(multiplier × Ω))`` on every neuron's kept weights (first layer: and its density)
     max_nonzero: int  #: most non-zero integer weights of a neuron
     mean_nonzero: float  #: mean non-zero integer weights per neuron
     max_nonzero_float: int  #: most non-zero float weights of a neuron (≥ ``max_nonzero``: some round to 0)
@@ -117,9 +117,7 @@ def finalize_and_report(
     (:func:`finalize_pruning`) under ``accumulator_budget``, then the reports (:func:`build_reports`)."""
     keep = policy.keep_counts(module, accumulator_budget, layer_omegas)
     dropped, removed = finalize_pruning(module, keep, accumulator_budget)
-    return build_reports(
-        module, dropped, removed, layer_omegas=layer_omegas, multiplier=policy.multiplier, pruning_budget=policy.name
-    )
+    return build_reports(module, dropped, removed, layer_omegas=layer_omegas, policy=policy)
 
 
 def finalize_pruning(
@@ -186,12 +184,11 @@ def build_reports(
     removed: list[int],
     *,
     layer_omegas: list[int],
-    multiplier: float,
-    pruning_budget: str,
+    policy: BudgetPolicy,
 ) -> PruningReports:
     """Per layer: fan-in, Ω, kept non-zeros, sparsity and the exact accumulator bits and range."""
     report, bits, ranges = [], [], []
-    caps = weight_caps(module, layer_omegas, multiplier)
+    caps = policy.caps(module, layer_omegas)
     for index, (layer, integer) in enumerate(zip(module.linears, module.integer_layers())):
         low, high = accumulator_bounds(integer.weights, None, integer.input_min, integer.input_max)
         neuron_bits = signed_bit_width(low, high)
@@ -206,7 +203,7 @@ def build_reports(
                 neurons=int(integer.weights.shape[0]),
                 neurons_removed=removed[index],
                 omega=layer_omegas[index],
-                budget=pruning_budget,
+                budget=policy.name,
                 k=caps[index],
                 max_nonzero=int(nonzero.max()),
                 mean_nonzero=float(nonzero.mean()),

@@ -1,7 +1,7 @@
 """The one internal split of the training data, and how models are compared on it.
 
-Everything ``fit`` chooses by itself is judged on the same hold-out: the weight decay
-``optimizer__weight_decay="auto"`` picks and the circuit the tightening search keeps
+Everything ``fit`` chooses by itself is judged on the same hold-out: the regularization
+``optimizer__weight_decay="auto"`` picks (:mod:`.regularization`) and the circuit the tightening search keeps
 (:mod:`.search`). It is :data:`HOLDOUT_FRACTION` of the training rows, stratified for a
 classifier, drawn with a fixed seed so that a choice does not move with ``random_state``.
 
@@ -10,8 +10,8 @@ standard error of the paired difference says how much of a gap the hold-out can 
 On 28 iris rows one sample is 0.036 of accuracy; on 100+ rows a gap of 0.01 means
 something. :func:`within` is the one-standard-error rule of CART (Breiman et al., 1984;
 Hastie et al., ESL §7.10): a gap up to ``tolerance`` plus ``k`` standard errors is a tie,
-and the search keeps the cheapest circuit among the ties. The weight decay is chosen by
-:func:`choose_weight_decay`.
+and the search keeps the cheapest circuit among the ties. The regularization is chosen by
+:func:`choose_regularization`.
 """
 
 from __future__ import annotations
@@ -28,15 +28,19 @@ HOLDOUT_FRACTION = 0.25
 SPLIT_SEED = 0
 
 #: ``optimizer__weight_decay="auto"`` (both estimators' default) tries these penalties on the
-#: hold-out and keeps the one :func:`choose_weight_decay` picks, as ``RidgeCV`` picks its alpha.
+#: hold-out and keeps the one :func:`choose_regularization` picks, as ``RidgeCV`` picks its alpha.
 #: Noisy targets (diabetes) want 0.1–0.3, clean ones 1e-4.
 AUTO_WEIGHT_DECAYS = (1e-4, 1e-2, 1e-1, 3e-1)
+#: With ``first_layer_density="auto"`` too, sparse first layers (each neuron keeps this fraction
+#: of the inputs) are tried as well, at the weakest penalty (:mod:`.regularization`): a quarter
+#: and an eighth (moons with 8 noise features: 3 and 2 of 10 inputs).
+AUTO_FIRST_LAYER_DENSITIES = (0.25, 0.125)
 #: Below this many training rows a hold-out says nothing; "auto" then means the default penalty.
 AUTO_MIN_SAMPLES = 20
 #: Floor of a probability before its log (one confident mistake must not decide alone).
 MIN_PROBABILITY = 1e-6
-#: Paired standard errors within which two penalties' hold-out scores tie (the likelihood decides).
-WEIGHT_DECAY_STANDARD_ERRORS = 1.0
+#: Paired standard errors within which two settings' hold-out scores tie (the likelihood decides).
+REGULARIZATION_STANDARD_ERRORS = 1.0
 
 
 def internal_split(y: np.ndarray, classifier: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -106,10 +110,12 @@ def within(gap: tuple[float, float], tolerance: float, standard_errors: float) -
     return mean <= tolerance + standard_errors * standard_error + 1e-12
 
 
-def choose_weight_decay(rows: dict[float, HoldoutRows]) -> tuple[float, dict[float, float]]:
-    """The penalty of best mean log-likelihood among those whose hold-out score ties the best
-    within one paired standard error (:func:`within`), then the strongest (``rows``: each
-    penalty's :class:`HoldoutRows`), and every penalty's mean score.
+def choose_regularization(rows: dict) -> tuple:
+    """The setting of best mean log-likelihood among those whose hold-out score ties the best
+    within one paired standard error (:func:`within`), then the strongest, and every setting's
+    mean score. ``rows``: each setting's :class:`HoldoutRows`, keyed by
+    :class:`~.regularization.Regularization` (``weight_decay``, ``first_layer_density``); the
+    stronger of two is the larger penalty, then the sparser first layer.
 
     Accuracy moves by whole rows on a small hold-out (iris' 28 rows: one row is 0.036, about one
     standard error), so the best accuracy alone is noise there: with float pre-training a
@@ -120,12 +126,14 @@ def choose_weight_decay(rows: dict[float, HoldoutRows]) -> tuple[float, dict[flo
     penalty" alone lost 0.07-0.11 on iris and wine). A regressor's rows are R² terms: the best
     mean R² wins.
     """
-    means = {decay: (float(np.mean(r.score)), float(np.mean(r.log_likelihood))) for decay, r in rows.items()}
-    best = max(means, key=lambda decay: (*means[decay], decay))
+    means = {key: (float(np.mean(r.score)), float(np.mean(r.log_likelihood))) for key, r in rows.items()}
+
+    def strength(key) -> tuple[float, float]:
+        return key.weight_decay, -key.first_layer_density
+
+    best = max(means, key=lambda key: (*means[key], *strength(key)))
     tied = [
-        decay
-        for decay, r in rows.items()
-        if within(paired_gap(rows[best].score, r.score), 0.0, WEIGHT_DECAY_STANDARD_ERRORS)
+        key for key, r in rows.items() if within(paired_gap(rows[best].score, r.score), 0.0, REGULARIZATION_STANDARD_ERRORS)
     ]
-    chosen = max(tied, key=lambda decay: (means[decay][1], decay))
-    return chosen, {decay: score for decay, (score, _) in means.items()}
+    chosen = max(tied, key=lambda key: (means[key][1], *strength(key)))
+    return chosen, {key: score for key, (score, _) in means.items()}

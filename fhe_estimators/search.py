@@ -37,7 +37,7 @@ import torch
 from .cost import estimate_cost
 from .holdout import AUTO_MIN_SAMPLES, HoldoutRows, holdout_rows, internal_split, paired_gap, within
 from .pruning import lowest_norm_rows
-from .weight_decay import fit_best_on_holdout, fit_on_rows, is_auto, weight_decay_parameter
+from .regularization import fit_best_on_holdout, fit_on_rows, is_auto, weight_decay_parameter
 
 #: Below this many training samples a hold-out score says nothing: no search.
 MIN_SAMPLES = 100
@@ -292,7 +292,7 @@ def _fit_base(estimator, X, y, train, holdout, fit_params: dict):
     """The network trained at the user's budget on the ``train`` part, which candidates derive from.
 
     With ``optimizer__weight_decay="auto"`` one network per penalty, on the same split, and the
-    one the hold-out prefers is kept (:func:`weight_decay.fit_best_on_holdout`, the rule ``fit``
+    one the hold-out prefers is kept (:func:`regularization.fit_best_on_holdout`, the rule ``fit``
     uses without the search too); no refit is needed.
     """
     if not is_auto(weight_decay_parameter(estimator)) or len(train) < AUTO_MIN_SAMPLES:

@@ -59,6 +59,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "pruning": [StrOptions(set(PRUNING_SCHEDULES))],
     "pruning_budget": [StrOptions(set(PRUNING_BUDGETS))],
     "neuron_removal": [Interval(Real, 0, 1, closed="left")],
+    "first_layer_density": [Interval(Real, 0, 1, closed="right"), StrOptions({"auto"})],
     "pruning_start": [Interval(Real, 0, 1, closed="both")],
     "pruning_end": [Interval(Real, 0, 1, closed="both")],
     "pruning_frequency": [Interval(Integral, 1, None, closed="left")],
@@ -91,6 +92,11 @@ CONSTRAINT_MESSAGES: dict[str, Callable] = {
         '"l1" shrinks weights during training so they fit (A2Q-style).'
     ),
     "neuron_removal": lambda value, e: f"neuron_removal must be a fraction in [0, 1), got {value!r}.",
+    "first_layer_density": lambda value, e: (
+        f'first_layer_density must be a fraction in (0, 1] or "auto", got {value!r}: each first-layer neuron '
+        'keeps its largest weights on that fraction of the inputs; "auto" lets the hold-out choose it along '
+        'with optimizer__weight_decay="auto".'
+    ),
     "pruning_start": _pruning_fractions,
     "pruning_end": _pruning_fractions,
     "pruning_frequency": _positive_int("pruning_frequency"),

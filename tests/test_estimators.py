@@ -128,13 +128,15 @@ def test_regressor_picks_its_weight_decay_on_a_hold_out(diabetes):
     X_train, _, y_train, _ = diabetes
     model = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=8, random_state=0).fit(X_train, y_train)
     assert "optimizer__weight_decay" not in model.get_params()  # "auto" is the regressor's default
-    scores = model.weight_decay_scores_
-    assert set(scores) == set(AUTO_WEIGHT_DECAYS)
-    # The strongest penalty whose hold-out R² ties the best (a regressor: no standard-error allowance).
-    assert model.weight_decay_ == max(decay for decay, r2 in scores.items() if r2 >= max(scores.values()) - 1e-12)
+    scores = model.regularization_scores_
+    assert {decay for decay, density in scores if density == 1.0} == set(AUTO_WEIGHT_DECAYS)
+    # The strongest setting whose hold-out R² ties the best (a regressor: no standard-error allowance).
+    best = max(scores.values())
+    strongest = max((s for s, r2 in scores.items() if r2 >= best - 1e-12), key=lambda s: (s[0], -s[1]))
+    assert (model.weight_decay_, model.first_layer_density_) == strongest
     assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
     model.set_params(optimizer__weight_decay=0.05).fit(X_train, y_train)
-    assert model.weight_decay_ == 0.05 and not hasattr(model, "weight_decay_scores_")
+    assert model.weight_decay_ == 0.05 and not hasattr(model, "regularization_scores_")
     assert model.optimizer_.param_groups[0]["weight_decay"] == 0.05
     model.set_params(optimizer__weight_decay="auto", predict_nonlinearity=None)
     assert model.predict_nonlinearity is None and model.get_params()["optimizer__weight_decay"] == "auto"

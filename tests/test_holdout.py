@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, estimators, holdout, search, weight_decay
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, estimators, holdout, regularization, search
+from fhe_estimators.regularization import Regularization as R
 
 
 def test_the_split_is_stratified_fixed_and_survives_a_rare_class():
@@ -34,24 +35,27 @@ def test_weight_decay_choice_breaks_accuracy_ties_by_likelihood_then_strength():
         return holdout.HoldoutRows(correct, probability, np.log(probability))
 
     perfect = [1.0] * 28
-    choices = {1e-4: rows(perfect, 0.90), 1e-2: rows(perfect, 0.95), 1e-1: rows(perfect, 0.60)}
-    decay, scores = holdout.choose_weight_decay(choices)
-    assert decay == 1e-2 and scores == {1e-4: 1.0, 1e-2: 1.0, 1e-1: 1.0}
-    choices[1e-1] = rows(perfect, 0.95)  # a full tie goes to the stronger penalty
-    assert holdout.choose_weight_decay(choices)[0] == 1e-1
+    choices = {R(1e-4): rows(perfect, 0.90), R(1e-2): rows(perfect, 0.95), R(1e-1): rows(perfect, 0.60)}
+    decay, scores = holdout.choose_regularization(choices)
+    assert decay == R(1e-2) and scores == {R(1e-4): 1.0, R(1e-2): 1.0, R(1e-1): 1.0}
+    choices[R(1e-1)] = rows(perfect, 0.95)  # a full tie goes to the stronger penalty
+    assert holdout.choose_regularization(choices)[0] == R(1e-1)
+    # ... and at the same penalty to the sparser first layer; a larger penalty counts first.
+    tied = {**choices, R(1e-1, 0.25): rows(perfect, 0.95), R(1e-4, 0.125): rows(perfect, 0.95)}
+    assert holdout.choose_regularization(tied)[0] == R(1e-1, 0.25)
     # One row of 28 is within one standard error: a tie, which likelihood decides (the iris case:
     # a penalty that won by one row with flat probabilities must not be chosen).
-    choices[1e-4] = rows(perfect, 0.5)
-    choices[1e-2] = choices[1e-1] = rows([0.0] + [1.0] * 27, 0.99)
-    assert holdout.choose_weight_decay(choices)[0] == 1e-1
+    choices[R(1e-4)] = rows(perfect, 0.5)
+    choices[R(1e-2)] = choices[R(1e-1)] = rows([0.0] + [1.0] * 27, 0.99)
+    assert holdout.choose_regularization(choices)[0] == R(1e-1)
     # Three rows are not: accuracy comes first.
-    choices[1e-2] = choices[1e-1] = rows([0.0] * 3 + [1.0] * 25, 0.99)
-    assert holdout.choose_weight_decay(choices)[0] == 1e-4
+    choices[R(1e-2)] = choices[R(1e-1)] = rows([0.0] * 3 + [1.0] * 25, 0.99)
+    assert holdout.choose_regularization(choices)[0] == R(1e-4)
     # A proper scoring rule: one row given almost no probability outweighs a little more
     # confidence on the others (the mean true-class probability would prefer the overconfident one).
     overconfident = holdout.HoldoutRows(np.ones(28), np.r_[np.full(27, 0.99), 1e-4], np.log(np.r_[np.full(27, 0.99), 1e-4]))
     assert overconfident.confidence.mean() > 0.9
-    assert holdout.choose_weight_decay({1e-4: overconfident, 1e-2: rows(perfect, 0.9)})[0] == 1e-2
+    assert holdout.choose_regularization({R(1e-4): overconfident, R(1e-2): rows(perfect, 0.9)})[0] == R(1e-2)
 
 
 def test_weight_decay_choice_for_a_regressor_is_the_best_r2():
@@ -59,15 +63,15 @@ def test_weight_decay_choice_for_a_regressor_is_the_best_r2():
         values = np.asarray(values, dtype=float)
         return holdout.HoldoutRows(values, values, values)
 
-    choices = {1e-4: rows([0.5, 0.6, 0.7]), 1e-1: rows([0.5, 0.6, 0.6]), 3e-1: rows([0.5, 0.6, 0.7])}
-    assert holdout.choose_weight_decay(choices)[0] == 3e-1  # the best, ties to the stronger
+    choices = {R(1e-4): rows([0.5, 0.6, 0.7]), R(1e-1): rows([0.5, 0.6, 0.6]), R(3e-1): rows([0.5, 0.6, 0.7])}
+    assert holdout.choose_regularization(choices)[0] == R(3e-1)  # the best, ties to the stronger
 
 
 def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatch):
     # One split, one mechanism: with the search on, "auto" is chosen among the search's own base
     # fits (no second split, no nested search, no refit).
     calls = {"select": 0, "tighten": 0}
-    select, tighten = weight_decay.resolve_weight_decay, search.tighten
+    select, tighten = regularization.resolve_regularization, search.tighten
 
     def counting_select(*args):
         calls["select"] += 1
@@ -77,20 +81,22 @@ def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatc
         calls["tighten"] += 1
         return tighten(*args, **kwargs)
 
-    monkeypatch.setattr(estimators, "resolve_weight_decay", counting_select)
+    monkeypatch.setattr(estimators, "resolve_regularization", counting_select)
     monkeypatch.setattr(search, "tighten", counting_tighten)
     X_train, X_test, y_train, y_test = diabetes
     model = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=10, random_state=0).fit(X_train, y_train)
     assert calls == {"select": 0, "tighten": 1}
-    assert set(model.weight_decay_scores_) == set(holdout.AUTO_WEIGHT_DECAYS)
-    assert model.weight_decay_ in holdout.AUTO_WEIGHT_DECAYS
+    # Every penalty dense, and (10 features) a first layer keeping 3 and 2 of them at the weakest.
+    settings = {(decay, 1.0) for decay in holdout.AUTO_WEIGHT_DECAYS} | {(1e-4, 0.25), (1e-4, 0.125)}
+    assert set(model.regularization_scores_) == settings
+    assert (model.weight_decay_, model.first_layer_density_) in settings
     assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
     assert "optimizer__weight_decay" not in model.get_params()  # the default "auto", untouched
     # Without the search, "auto" fits one plain model per penalty on the same kind of split.
     plain = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, tighten=False)
     plain.fit(X_train, y_train)
     assert calls == {"select": 1, "tighten": 1}
-    assert set(plain.weight_decay_scores_) == set(holdout.AUTO_WEIGHT_DECAYS)
+    assert set(plain.regularization_scores_) == settings
 
 
 def test_a_fixed_weight_decay_is_not_searched_and_auto_is_the_default(breast_cancer):
@@ -100,7 +106,8 @@ def test_a_fixed_weight_decay_is_not_searched_and_auto_is_the_default(breast_can
     X_train, _, y_train, _ = breast_cancer
     model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, optimizer__weight_decay=1e-3)
     model.fit(X_train, y_train)
-    assert model.weight_decay_ == 1e-3 and not hasattr(model, "weight_decay_scores_")
+    assert model.weight_decay_ == 1e-3 and not hasattr(model, "regularization_scores_")
+    assert model.first_layer_density_ == 1.0  # "auto" density is chosen with an "auto" penalty only
 
 
 def test_the_classifier_chooses_its_weight_decay_in_the_search(breast_cancer, monkeypatch):
@@ -109,18 +116,19 @@ def test_the_classifier_chooses_its_weight_decay_in_the_search(breast_cancer, mo
 
     def recording_choice(rows):
         seen.append(rows)
-        return holdout.choose_weight_decay(rows)
+        return holdout.choose_regularization(rows)
 
-    monkeypatch.setattr(weight_decay, "choose_weight_decay", recording_choice)
+    monkeypatch.setattr(regularization, "choose_regularization", recording_choice)
     params = dict(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, optimizer__weight_decay="auto")
     model = NeuralNetClassifier(**params).fit(X_train, y_train)
-    scores = model.weight_decay_scores_
-    assert set(scores) == set(holdout.AUTO_WEIGHT_DECAYS) and len(seen) == 1
+    scores = model.regularization_scores_
+    assert set(scores) == set(regularization.candidate_regularizations(model, X_train.shape[1])) and len(seen) == 1
     rows = seen[0]  # each penalty's hold-out rows, of its own network
     assert all(r.log_likelihood is not None and np.all(r.log_likelihood <= 0) for r in rows.values())
-    best = max(scores, key=scores.get)
-    assert holdout.within(holdout.paired_gap(rows[best].score, rows[model.weight_decay_].score), 0.0, 1.0)
-    assert model.weight_decay_ == holdout.choose_weight_decay(rows)[0]
+    best = R(*max(scores, key=scores.get))
+    chosen = R(model.weight_decay_, model.first_layer_density_)
+    assert holdout.within(holdout.paired_gap(rows[best].score, rows[chosen].score), 0.0, 1.0)
+    assert chosen == holdout.choose_regularization(rows)[0]
     assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
 
 

@@ -65,7 +65,7 @@ def test_pandas_regression_target(diabetes):
 def test_same_random_state_gives_same_masks_and_predictions(diabetes):
     X_train, X_test, y_train, _ = diabetes
     fits = [NeuralNetRegressor(**SMALL).fit(X_train, y_train) for _ in range(2)]
-    assert fits[0].weight_decay_scores_ == fits[1].weight_decay_scores_
+    assert fits[0].regularization_scores_ == fits[1].regularization_scores_
     for first, second in zip(*(model.module_.linears for model in fits)):
         np.testing.assert_array_equal(first.weight.detach().numpy(), second.weight.detach().numpy())
     np.testing.assert_array_equal(fits[0].predict(X_test), fits[1].predict(X_test))

@@ -1,0 +1,51 @@
+"""A sparse first layer as a regularizer: its cap, how "auto" chooses it (fhe_estimators.regularization)."""
+
+import numpy as np
+import pytest
+
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, regularization
+from fhe_estimators.budget_policies import ExactBudget, make_budget_policy
+from fhe_estimators.holdout import AUTO_WEIGHT_DECAYS
+from fhe_estimators.regularization import Regularization as R
+
+
+def test_the_first_layer_cap_is_a_rounded_up_fraction_of_the_inputs():
+    assert [regularization.first_layer_cap(10, d) for d in (1.0, 0.25, 0.125, 0.01)] == [10, 3, 2, 1]
+    assert regularization.first_layer_cap(8, 0.25) == 2  # exact products are not rounded up
+
+
+@pytest.mark.parametrize(
+    "n_inputs, sparse",
+    [(10, [R(1e-4, 0.25), R(1e-4, 0.125)]), (4, [R(1e-4, 0.25)]), (1, [])],
+)
+def test_auto_tries_every_penalty_dense_and_distinct_sparse_first_layers(n_inputs, sparse):
+    # 4 inputs: a quarter and an eighth both keep one, tried once; 1 input: nothing sparser exists.
+    model = NeuralNetClassifier()
+    dense = [R(decay, 1.0) for decay in AUTO_WEIGHT_DECAYS]
+    assert regularization.candidate_regularizations(model, n_inputs) == dense + sparse
+    model.set_params(first_layer_density=0.5)  # a given density: only the penalty is chosen
+    assert regularization.candidate_regularizations(model, n_inputs) == [R(d, 0.5) for d in AUTO_WEIGHT_DECAYS]
+
+
+def test_the_density_caps_the_first_layer_only_and_is_part_of_the_policy():
+    assert make_budget_policy("exact", 2, 0.25) == ExactBudget(2, 0.25) != ExactBudget(2)
+    assert "first_layer_density=0.25" in repr(ExactBudget(2, 0.25))
+
+
+def test_a_given_density_prunes_every_first_layer_neuron_to_it(diabetes):
+    X_train, _, y_train, _ = diabetes  # 10 features
+    params = dict(hidden_layer_sizes=(16,), max_epochs=10, random_state=0, tighten=False)
+    model = NeuralNetRegressor(**params, first_layer_density=0.2).fit(X_train, y_train)
+    first, hidden = (layer.weight.detach().numpy() for layer in model.module_.linears)
+    assert model.first_layer_density_ == 0.2
+    assert np.count_nonzero(first, axis=1).max() <= 2 and model.pruning_report_[0]["k"] == 2
+    assert np.count_nonzero(hidden, axis=1).max() > 2  # the output layer is not capped by it
+    dense = NeuralNetRegressor(**params, first_layer_density=1.0).fit(X_train, y_train)
+    assert np.count_nonzero(dense.module_.linears[0].weight.detach().numpy(), axis=1).max() > 2
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, -0.1, "dense", None])
+def test_a_bad_density_is_named_in_the_error(breast_cancer, bad):
+    X_train, _, y_train, _ = breast_cancer
+    with pytest.raises((ValueError, TypeError), match="first_layer_density must be a fraction in"):
+        NeuralNetClassifier(first_layer_density=bad, max_epochs=1).fit(X_train, y_train)
