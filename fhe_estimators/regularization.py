@@ -27,6 +27,7 @@ import numpy as np
 from .holdout import (
     AUTO_FIRST_LAYER_DENSITIES,
     AUTO_MIN_SAMPLES,
+    AUTO_SPARSE_MIN_HOLDOUT,
     AUTO_WEIGHT_DECAYS,
     choose_regularization,
     holdout_rows,
@@ -66,15 +67,18 @@ def first_layer_cap(n_inputs: int, density: float) -> int:
     return max(1, min(int(n_inputs), math.ceil(density * n_inputs - 1e-9)))
 
 
-def candidate_regularizations(estimator, n_inputs: int) -> list[Regularization]:
+def candidate_regularizations(estimator, n_inputs: int, n_holdout: int) -> list[Regularization]:
     """What "auto" compares: every penalty of :data:`~.holdout.AUTO_WEIGHT_DECAYS` at the given
-    density (dense when it is "auto" too), and with both "auto" the sparse first layers of
+    density (dense when it is "auto" too), and with both "auto" and a hold-out of at least
+    :data:`~.holdout.AUTO_SPARSE_MIN_HOLDOUT` rows the sparse first layers of
     :data:`~.holdout.AUTO_FIRST_LAYER_DENSITIES` at the weakest penalty (sparsity is the
     regularizer there). Densities that keep as many inputs as a denser one are left out."""
     density = estimator.first_layer_density
     if not is_auto(density):
         return [Regularization(decay, float(density)) for decay in AUTO_WEIGHT_DECAYS]
     settings = [Regularization(decay, 1.0) for decay in AUTO_WEIGHT_DECAYS]
+    if n_holdout < AUTO_SPARSE_MIN_HOLDOUT:
+        return settings
     caps = {n_inputs}
     for sparse in AUTO_FIRST_LAYER_DENSITIES:
         cap = first_layer_cap(n_inputs, sparse)
@@ -95,7 +99,7 @@ def fit_on_rows(estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray, regul
 def fit_best_on_holdout(estimator, X: np.ndarray, y: np.ndarray, train, holdout, **fit_params):
     """The copy of ``estimator`` trained on ``train`` with the setting the ``holdout`` rows prefer,
     with every setting's hold-out score in ``regularization_scores_``."""
-    settings = candidate_regularizations(estimator, X.shape[1])
+    settings = candidate_regularizations(estimator, X.shape[1], len(holdout))
     fits = {setting: fit_on_rows(estimator, X, y, train, setting, **fit_params) for setting in settings}
     rows = {setting: holdout_rows(model, X[holdout], y[holdout]) for setting, model in fits.items()}
     chosen, scores = choose_regularization(rows)

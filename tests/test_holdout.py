@@ -86,8 +86,9 @@ def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatc
     X_train, X_test, y_train, y_test = diabetes
     model = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=10, random_state=0).fit(X_train, y_train)
     assert calls == {"select": 0, "tighten": 1}
-    # Every penalty dense, and (10 features) a first layer keeping 3 and 2 of them at the weakest.
-    settings = {(decay, 1.0) for decay in holdout.AUTO_WEIGHT_DECAYS} | {(1e-4, 0.25), (1e-4, 0.125)}
+    # Every penalty, dense: 83 hold-out rows are too few to try sparse first layers on.
+    assert len(holdout.internal_split(y_train, classifier=False)[1]) < holdout.AUTO_SPARSE_MIN_HOLDOUT
+    settings = {(decay, 1.0) for decay in holdout.AUTO_WEIGHT_DECAYS}
     assert set(model.regularization_scores_) == settings
     assert (model.weight_decay_, model.first_layer_density_) in settings
     assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
@@ -122,7 +123,9 @@ def test_the_classifier_chooses_its_weight_decay_in_the_search(breast_cancer, mo
     params = dict(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, optimizer__weight_decay="auto")
     model = NeuralNetClassifier(**params).fit(X_train, y_train)
     scores = model.regularization_scores_
-    assert set(scores) == set(regularization.candidate_regularizations(model, X_train.shape[1])) and len(seen) == 1
+    n_holdout = len(next(iter(seen[0].values())).score)
+    assert set(scores) == set(regularization.candidate_regularizations(model, X_train.shape[1], n_holdout))
+    assert len(seen) == 1 and any(density < 1 for _, density in scores)  # 107 rows: sparse layers tried
     rows = seen[0]  # each penalty's hold-out rows, of its own network
     assert all(r.log_likelihood is not None and np.all(r.log_likelihood <= 0) for r in rows.values())
     best = R(*max(scores, key=scores.get))

@@ -22,9 +22,10 @@ def test_auto_tries_every_penalty_dense_and_distinct_sparse_first_layers(n_input
     # 4 inputs: a quarter and an eighth both keep one, tried once; 1 input: nothing sparser exists.
     model = NeuralNetClassifier()
     dense = [R(decay, 1.0) for decay in AUTO_WEIGHT_DECAYS]
-    assert regularization.candidate_regularizations(model, n_inputs) == dense + sparse
+    assert regularization.candidate_regularizations(model, n_inputs, 100) == dense + sparse
+    assert regularization.candidate_regularizations(model, n_inputs, 99) == dense  # too few rows to tell
     model.set_params(first_layer_density=0.5)  # a given density: only the penalty is chosen
-    assert regularization.candidate_regularizations(model, n_inputs) == [R(d, 0.5) for d in AUTO_WEIGHT_DECAYS]
+    assert regularization.candidate_regularizations(model, n_inputs, 100) == [R(d, 0.5) for d in AUTO_WEIGHT_DECAYS]
 
 
 def test_the_density_caps_the_first_layer_only_and_is_part_of_the_policy():
@@ -49,3 +50,14 @@ def test_a_bad_density_is_named_in_the_error(breast_cancer, bad):
     X_train, _, y_train, _ = breast_cancer
     with pytest.raises((ValueError, TypeError), match="first_layer_density must be a fraction in"):
         NeuralNetClassifier(first_layer_density=bad, max_epochs=1).fit(X_train, y_train)
+
+
+def test_a_sparse_first_layer_earns_the_free_input_bit():
+    # 40 features at (3,3,10): 40 · 4 · 8 overflows a dense first layer at 4 input bits, so inputs
+    # get 3; a neuron that keeps a quarter of them (10 · 4 · 8 = 320 <= 511) gets the fourth for free.
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(60, 40)).astype(np.float32), rng.normal(size=60)
+    params = dict(hidden_layer_sizes=(4,), max_epochs=1, tighten=False, optimizer__weight_decay=1e-4)
+    assert NeuralNetRegressor(**params, first_layer_density=1.0).fit(X, y).n_input_bits_ == 3
+    sparse = NeuralNetRegressor(**params, first_layer_density=0.25).fit(X, y)
+    assert sparse.n_input_bits_ == 4 and max(sparse.accumulator_bits_) <= 10
