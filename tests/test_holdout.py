@@ -40,9 +40,13 @@ def test_weight_decay_choice_breaks_accuracy_ties_by_likelihood_then_strength():
     assert decay == R(1e-2) and scores == {R(1e-4): 1.0, R(1e-2): 1.0, R(1e-1): 1.0}
     choices[R(1e-1)] = rows(perfect, 0.95)  # a full tie goes to the stronger penalty
     assert holdout.choose_regularization(choices)[0] == R(1e-1)
-    # ... and at the same penalty to the sparser first layer; a larger penalty counts first.
-    tied = {**choices, R(1e-1, 0.25): rows(perfect, 0.95), R(1e-4, 0.125): rows(perfect, 0.95)}
-    assert holdout.choose_regularization(tied)[0] == R(1e-1, 0.25)
+    # A sparser first layer must beat every dense setting outright: a tie, even with a better
+    # likelihood, keeps the dense choice (digits lost 0.016 to one that tied); a win takes it.
+    tied = {**choices, R(1e-4, 0.25): rows(perfect, 0.99)}
+    assert holdout.choose_regularization(tied)[0] == R(1e-1)
+    one_miss = [0.0] + [1.0] * 27
+    dense = {R(1e-4): rows(one_miss, 0.9), R(1e-1): rows(one_miss, 0.95)}
+    assert holdout.choose_regularization({**dense, R(1e-4, 0.125): rows(perfect, 0.6)})[0] == R(1e-4, 0.125)
     # One row of 28 is within one standard error: a tie, which likelihood decides (the iris case:
     # a penalty that won by one row with flat probabilities must not be chosen).
     choices[R(1e-4)] = rows(perfect, 0.5)
