@@ -37,8 +37,8 @@ AUTO_WEIGHT_DECAYS = (1e-4, 1e-2, 1e-1, 3e-1)
 AUTO_FIRST_LAYER_DENSITIES = (0.25, 0.125)
 #: ... when the hold-out has at least this many rows. A sparse first layer bets that most inputs
 #: are irrelevant, and six settings compared on a few dozen rows let one win by chance: on wine's
-#: 34 hold-out rows a first layer keeping 2 of 13 inputs tied the best and won on log-likelihood,
-#: and lost 1-2 test rows of 45 on each of three seeds (1.000 with a dense one).
+#: 34 hold-out rows a first layer keeping 2 of 13 inputs tied the best and won on log-likelihood
+#: (the first rule), and lost 1-2 test rows of 45 on each of three seeds (1.000 with a dense one).
 AUTO_SPARSE_MIN_HOLDOUT = 100
 #: Below this many training rows a hold-out says nothing; "auto" then means the default penalty.
 AUTO_MIN_SAMPLES = 20

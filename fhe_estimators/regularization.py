@@ -12,7 +12,9 @@ Why a sparse first layer: an L2 penalty shrinks every weight alike, so on data w
 features it must choose between fitting the noise columns and flattening the useful ones (moons
 with 8 noise features: 0.848 test accuracy at any penalty, 0.92 on its 2 real features). A neuron
 that keeps only its few largest input weights (pruned during training like the budget's) ignores
-the rest; with the weakest penalty that gave 0.888.
+the rest; with the weakest penalty that gave 0.888. It is an option (``first_layer_density="auto"``),
+not the default: a hold-out of about a hundred rows also picks it by chance (breast cancer, one
+seed of three: 0.972 -> 0.944 test accuracy). docs/pruning.md has the measurements.
 """
 
 from __future__ import annotations

@@ -90,8 +90,7 @@ def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatc
     X_train, X_test, y_train, y_test = diabetes
     model = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=10, random_state=0).fit(X_train, y_train)
     assert calls == {"select": 0, "tighten": 1}
-    # Every penalty, dense: 83 hold-out rows are too few to try sparse first layers on.
-    assert len(holdout.internal_split(y_train, classifier=False)[1]) < holdout.AUTO_SPARSE_MIN_HOLDOUT
+    # Every penalty, with the default dense first layer.
     settings = {(decay, 1.0) for decay in holdout.AUTO_WEIGHT_DECAYS}
     assert set(model.regularization_scores_) == settings
     assert (model.weight_decay_, model.first_layer_density_) in settings
@@ -109,7 +108,9 @@ def test_a_fixed_weight_decay_is_not_searched_and_auto_is_the_default(breast_can
 
     assert _FHEMixin._default_weight_decay == "auto"  # both estimators (conftest fixes it for speed)
     X_train, _, y_train, _ = breast_cancer
-    model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, optimizer__weight_decay=1e-3)
+    model = NeuralNetClassifier(
+        hidden_layer_sizes=(8,), max_epochs=10, random_state=0, optimizer__weight_decay=1e-3, first_layer_density="auto"
+    )
     model.fit(X_train, y_train)
     assert model.weight_decay_ == 1e-3 and not hasattr(model, "regularization_scores_")
     assert model.first_layer_density_ == 1.0  # "auto" density is chosen with an "auto" penalty only
@@ -125,7 +126,7 @@ def test_the_classifier_chooses_its_weight_decay_in_the_search(breast_cancer, mo
 
     monkeypatch.setattr(regularization, "choose_regularization", recording_choice)
     params = dict(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, optimizer__weight_decay="auto")
-    model = NeuralNetClassifier(**params).fit(X_train, y_train)
+    model = NeuralNetClassifier(**params, first_layer_density="auto").fit(X_train, y_train)
     scores = model.regularization_scores_
     n_holdout = len(next(iter(seen[0].values())).score)
     assert set(scores) == set(regularization.candidate_regularizations(model, X_train.shape[1], n_holdout))

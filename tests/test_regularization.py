@@ -20,12 +20,19 @@ def test_the_first_layer_cap_is_a_rounded_up_fraction_of_the_inputs():
 )
 def test_auto_tries_every_penalty_dense_and_distinct_sparse_first_layers(n_inputs, sparse):
     # 4 inputs: a quarter and an eighth both keep one, tried once; 1 input: nothing sparser exists.
-    model = NeuralNetClassifier()
+    model = NeuralNetClassifier(first_layer_density="auto")
     dense = [R(decay, 1.0) for decay in AUTO_WEIGHT_DECAYS]
     assert regularization.candidate_regularizations(model, n_inputs, 100) == dense + sparse
     assert regularization.candidate_regularizations(model, n_inputs, 99) == dense  # too few rows to tell
-    model.set_params(first_layer_density=0.5)  # a given density: only the penalty is chosen
+    model.set_params(first_layer_density=0.5)  # a given density (1.0 by default): only the penalty is chosen
     assert regularization.candidate_regularizations(model, n_inputs, 100) == [R(d, 0.5) for d in AUTO_WEIGHT_DECAYS]
+
+
+def test_the_default_first_layer_is_dense():
+    assert NeuralNetClassifier().first_layer_density == NeuralNetRegressor().first_layer_density == 1.0
+    assert regularization.candidate_regularizations(NeuralNetRegressor(), 10, 500) == [
+        R(decay, 1.0) for decay in AUTO_WEIGHT_DECAYS
+    ]
 
 
 def test_the_density_caps_the_first_layer_only_and_is_part_of_the_policy():
