@@ -39,7 +39,7 @@ from .outputs import OutputDecoder
 from .parameters import estimator_init
 from .persistence import PicklingMixin
 from .skorch_params import SkorchParametersMixin
-from .regularization import Regularization, first_layer_cap, resolve_regularization
+from .regularization import Regularization, first_layer_cap, given_first_layer_density, resolve_regularization
 from .validation import PRUNING_BUDGETS  # noqa: F401  (importable here as before)
 
 #: Rows of the training data kept to calibrate ``compile`` when no X is given.
@@ -240,8 +240,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
     def _budget_policy(self):
         """The ``pruning_budget`` policy with this fit's multiplier and first-layer density (before
         a fit resolves it: the parameter's number, dense for "auto")."""
-        density = getattr(self, "first_layer_density_", self.first_layer_density)
-        density = 1.0 if isinstance(density, str) else float(density)
+        density = getattr(self, "first_layer_density_", None) or given_first_layer_density(self)
         return make_budget_policy(self.pruning_budget, self.n_hidden_neurons_multiplier, density)
 
     def _finalize_pruning(self) -> None:

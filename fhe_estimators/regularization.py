@@ -64,6 +64,12 @@ def check_weight_decay(value) -> float:
     return float(value)
 
 
+def given_first_layer_density(estimator) -> float:
+    """``first_layer_density`` when no hold-out chooses it: the parameter's number, dense for "auto"."""
+    density = estimator.first_layer_density
+    return 1.0 if is_auto(density) else float(density)
+
+
 def first_layer_cap(n_inputs: int, density: float) -> int:
     """Inputs a first-layer neuron may keep at ``density``: ``ceil(density × n_inputs)``, at least 1."""
     return max(1, min(int(n_inputs), math.ceil(density * n_inputs - 1e-9)))
@@ -113,11 +119,11 @@ def resolve_regularization(estimator, X: np.ndarray, y: np.ndarray) -> tuple[Reg
     """The setting of a plain fit on all of ``X, y`` and, for "auto", every setting's hold-out
     score (None when nothing was chosen; "auto" on fewer than ``AUTO_MIN_SAMPLES`` rows gives
     :data:`DEFAULT_WEIGHT_DECAY`, a dense first layer and no scores to compare: ``{}``)."""
-    value, density = weight_decay_parameter(estimator), estimator.first_layer_density
+    value = weight_decay_parameter(estimator)
     if not is_auto(value):
-        return Regularization(check_weight_decay(value), 1.0 if is_auto(density) else float(density)), None
+        return Regularization(check_weight_decay(value), given_first_layer_density(estimator)), None
     if len(X) < AUTO_MIN_SAMPLES:
-        return Regularization(DEFAULT_WEIGHT_DECAY, 1.0 if is_auto(density) else float(density)), {}
+        return Regularization(DEFAULT_WEIGHT_DECAY, given_first_layer_density(estimator)), {}
     train, holdout = internal_split(y, estimator._estimator_type == "classifier")
     best = fit_best_on_holdout(estimator, X, y, train, holdout)
     return Regularization(best.weight_decay_, best.first_layer_density_), best.regularization_scores_
