@@ -15,6 +15,7 @@ bound it:
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -70,6 +71,12 @@ def default_input_bits(n_features: int, n_w_bits: int, n_a_bits: int, n_accum_bi
 def kept_weights_per_neuron(fan_in: int, omega_value: int, multiplier: float) -> int:
     """``k = min(fan_in, floor(multiplier × Ω))``, at least 1."""
     return int(max(1, min(fan_in, np.floor(multiplier * omega_value))))
+
+
+def first_layer_cap(n_inputs: int, density: float) -> int:
+    """Inputs a first-layer neuron may keep at ``density`` (``first_layer_density``):
+    ``ceil(density × n_inputs)``, at least 1."""
+    return max(1, min(int(n_inputs), math.ceil(density * n_inputs - 1e-9)))
 
 
 def accumulator_bounds(

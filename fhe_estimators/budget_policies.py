@@ -26,9 +26,8 @@ from typing import ClassVar
 import numpy as np
 
 from .accumulator_aware import project_module
-from .budget import kept_weights_per_neuron, largest_weights_that_fit
+from .budget import first_layer_cap, kept_weights_per_neuron, largest_weights_that_fit
 from .pruning import unmasked_weight
-from .regularization import first_layer_cap
 
 
 def weight_caps(module, layer_omegas: list[int], multiplier: float, first_layer_density: float = 1.0) -> list[int]:

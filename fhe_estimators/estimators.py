@@ -29,7 +29,7 @@ from sklearn.utils import check_random_state
 
 from . import compilation, runtime
 from . import distillation, finalize, search, targets, validation
-from .budget import default_input_bits, omega
+from .budget import default_input_bits, first_layer_cap, omega
 from .budget_policies import make_budget_policy
 from .holdout import AUTO_WEIGHT_DECAYS  # noqa: F401  (importable here as before)
 from .cost import estimate_cost
@@ -39,7 +39,7 @@ from .outputs import OutputDecoder
 from .parameters import estimator_init
 from .persistence import PicklingMixin
 from .skorch_params import SkorchParametersMixin
-from .regularization import Regularization, first_layer_cap, given_first_layer_density, resolve_regularization
+from .regularization import Regularization, given_first_layer_density, resolve_regularization
 from .validation import PRUNING_BUDGETS  # noqa: F401  (importable here as before)
 
 #: Rows of the training data kept to calibrate ``compile`` when no X is given.

@@ -20,12 +20,12 @@ seed of three: 0.972 -> 0.944 test accuracy). docs/pruning.md has the measuremen
 from __future__ import annotations
 
 import copy
-import math
 import numbers
 from typing import NamedTuple
 
 import numpy as np
 
+from .budget import first_layer_cap
 from .holdout import (
     AUTO_FIRST_LAYER_DENSITIES,
     AUTO_MIN_SAMPLES,
@@ -68,11 +68,6 @@ def given_first_layer_density(estimator) -> float:
     """``first_layer_density`` when no hold-out chooses it: the parameter's number, dense for "auto"."""
     density = estimator.first_layer_density
     return 1.0 if is_auto(density) else float(density)
-
-
-def first_layer_cap(n_inputs: int, density: float) -> int:
-    """Inputs a first-layer neuron may keep at ``density``: ``ceil(density × n_inputs)``, at least 1."""
-    return max(1, min(int(n_inputs), math.ceil(density * n_inputs - 1e-9)))
 
 
 def candidate_regularizations(estimator, n_inputs: int, n_holdout: int) -> list[Regularization]:

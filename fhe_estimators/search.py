@@ -292,8 +292,9 @@ def _fit_base(estimator, X, y, train, holdout, fit_params: dict):
     """The network trained at the user's budget on the ``train`` part, which candidates derive from.
 
     With ``optimizer__weight_decay="auto"`` one network per candidate regularization (penalty and
-    first-layer density), on the same split, and the one the hold-out prefers is kept (:func:`regularization.fit_best_on_holdout`, the rule ``fit``
-    uses without the search too); no refit is needed.
+    first-layer density), on the same split, and the one the hold-out prefers is kept
+    (:func:`regularization.fit_best_on_holdout`, the rule ``fit`` uses without the search too);
+    no refit is needed.
     """
     if not is_auto(weight_decay_parameter(estimator)) or len(train) < AUTO_MIN_SAMPLES:
         return fit_on_rows(estimator, X, y, train, **fit_params)

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, regularization
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, budget, regularization
 from fhe_estimators.budget_policies import ExactBudget, make_budget_policy
 from fhe_estimators.holdout import AUTO_WEIGHT_DECAYS
 from fhe_estimators.regularization import Regularization as R
 
 
 def test_the_first_layer_cap_is_a_rounded_up_fraction_of_the_inputs():
-    assert [regularization.first_layer_cap(10, d) for d in (1.0, 0.25, 0.125, 0.01)] == [10, 3, 2, 1]
-    assert regularization.first_layer_cap(8, 0.25) == 2  # exact products are not rounded up
+    assert [budget.first_layer_cap(10, d) for d in (1.0, 0.25, 0.125, 0.01)] == [10, 3, 2, 1]
+    assert budget.first_layer_cap(8, 0.25) == 2  # exact products are not rounded up
 
 
 @pytest.mark.parametrize(
