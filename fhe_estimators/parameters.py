@@ -33,7 +33,7 @@ FHE_PARAMETERS: dict[str, Any] = {
     "pruning": "gradual",
     "pruning_budget": "exact",
     "neuron_removal": 0.0,
-    "first_layer_density": 1.0,
+    "first_layer_density": "auto",
     "pruning_start": 0.1,
     "pruning_end": 0.6,
     "pruning_frequency": 1,

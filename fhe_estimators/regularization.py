@@ -1,20 +1,21 @@
 """The regularization a fit trains with: the L2 penalty (``optimizer__weight_decay``) and how many
 inputs each first-layer neuron may read (``first_layer_density``), given or chosen on the hold-out.
 
-With ``optimizer__weight_decay="auto"`` (both estimators' default) one network per setting of
-:func:`candidate_regularizations` is trained on the train part of :func:`~.holdout.internal_split`
-and the hold-out picks one (:func:`~.holdout.choose_regularization`), as ``RidgeCV`` picks its alpha.
-Both ways of fitting choose the same way (:func:`fit_best_on_holdout`): the tightening search
-(:mod:`.search`) keeps the chosen network as its base; a plain fit (``tighten=False``) takes its
-settings and trains on all the data.
+With ``optimizer__weight_decay="auto"`` (both estimators' default) one network per setting is
+trained on the train part of :func:`~.holdout.internal_split` and the hold-out picks one
+(:func:`~.holdout.choose_regularization`), as ``RidgeCV`` picks its alpha: first the penalties
+(:func:`candidate_regularizations`), then, with ``first_layer_density="auto"`` (the default too),
+sparse first layers (:func:`sparse_candidates`). Both ways of fitting choose the same way
+(:func:`fit_best_on_holdout`): the tightening search (:mod:`.search`) keeps the chosen network as
+its base; a plain fit (``tighten=False``) takes its settings and trains on all the data.
 
 Why a sparse first layer: an L2 penalty shrinks every weight alike, so on data with irrelevant
 features it must choose between fitting the noise columns and flattening the useful ones (moons
 with 8 noise features: 0.848 test accuracy at any penalty, 0.92 on its 2 real features). A neuron
 that keeps only its few largest input weights (pruned during training like the budget's) ignores
-the rest; with the weakest penalty that gave 0.888. It is an option (``first_layer_density="auto"``),
-not the default: a hold-out of about a hundred rows also picks it by chance (breast cancer, one
-seed of three: 0.972 -> 0.944 test accuracy). docs/pruning.md has the measurements.
+the rest: moons 0.888. The hold-out takes it only when it wins by more than a paired standard error
+(:data:`~.holdout.SPARSE_STANDARD_ERRORS`): a win by one row of 107 had cost breast cancer 0.028.
+docs/pruning.md has the measurements.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .holdout import (
     AUTO_MIN_SAMPLES,
     AUTO_SPARSE_MIN_HOLDOUT,
     AUTO_WEIGHT_DECAYS,
+    choose_penalty,
     choose_regularization,
     holdout_rows,
     internal_split,
@@ -70,24 +72,30 @@ def given_first_layer_density(estimator) -> float:
     return 1.0 if is_auto(density) else float(density)
 
 
-def candidate_regularizations(estimator, n_inputs: int, n_holdout: int) -> list[Regularization]:
-    """What "auto" compares: every penalty of :data:`~.holdout.AUTO_WEIGHT_DECAYS` at the given
-    density (dense when it is "auto" too), and with both "auto" and a hold-out of at least
-    :data:`~.holdout.AUTO_SPARSE_MIN_HOLDOUT` rows the sparse first layers of
-    :data:`~.holdout.AUTO_FIRST_LAYER_DENSITIES` at the weakest penalty (sparsity is the
-    regularizer there). Densities that keep as many inputs as a denser one are left out."""
-    density = estimator.first_layer_density
-    if not is_auto(density):
-        return [Regularization(decay, float(density)) for decay in AUTO_WEIGHT_DECAYS]
-    settings = [Regularization(decay, 1.0) for decay in AUTO_WEIGHT_DECAYS]
-    if n_holdout < AUTO_SPARSE_MIN_HOLDOUT:
-        return settings
+def candidate_regularizations(estimator) -> list[Regularization]:
+    """The settings "auto" compares first: every penalty of :data:`~.holdout.AUTO_WEIGHT_DECAYS`
+    at the given first-layer density (dense when it is "auto")."""
+    density = given_first_layer_density(estimator)
+    return [Regularization(decay, density) for decay in AUTO_WEIGHT_DECAYS]
+
+
+def sparse_candidates(estimator, n_inputs: int, n_holdout: int, penalty: float) -> list[Regularization]:
+    """What "auto" compares next, with ``first_layer_density="auto"`` and a hold-out of at least
+    :data:`~.holdout.AUTO_SPARSE_MIN_HOLDOUT` rows: the sparse first layers of
+    :data:`~.holdout.AUTO_FIRST_LAYER_DENSITIES` at the weakest penalty and at ``penalty`` (the
+    dense settings' choice). Sparsity is a regularizer of its own, which the weakest penalty
+    leaves alone (moons: 0.864 against 0.844 at the chosen 0.1); on noisy data the chosen one
+    still helps (the noisy regression). Densities that keep as many inputs as a denser one are
+    left out."""
+    if not is_auto(estimator.first_layer_density) or n_holdout < AUTO_SPARSE_MIN_HOLDOUT:
+        return []
     caps = {n_inputs}
-    for sparse in AUTO_FIRST_LAYER_DENSITIES:
-        cap = first_layer_cap(n_inputs, sparse)
+    settings = []
+    for density in AUTO_FIRST_LAYER_DENSITIES:
+        cap = first_layer_cap(n_inputs, density)
         if cap not in caps:
             caps.add(cap)
-            settings.append(Regularization(min(AUTO_WEIGHT_DECAYS), sparse))
+            settings += [Regularization(decay, density) for decay in sorted({min(AUTO_WEIGHT_DECAYS), penalty})]
     return settings
 
 
@@ -101,10 +109,20 @@ def fit_on_rows(estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray, regul
 
 def fit_best_on_holdout(estimator, X: np.ndarray, y: np.ndarray, train, holdout, **fit_params):
     """The copy of ``estimator`` trained on ``train`` with the setting the ``holdout`` rows prefer,
-    with every setting's hold-out score in ``regularization_scores_``."""
-    settings = candidate_regularizations(estimator, X.shape[1], len(holdout))
-    fits = {setting: fit_on_rows(estimator, X, y, train, setting, **fit_params) for setting in settings}
-    rows = {setting: holdout_rows(model, X[holdout], y[holdout]) for setting, model in fits.items()}
+    with every setting's hold-out score in ``regularization_scores_``.
+
+    The penalties first (:func:`~.holdout.choose_penalty` picks among them), then the sparse first
+    layers at the weakest and the chosen penalty; :func:`~.holdout.choose_regularization` decides."""
+    fits, rows = {}, {}
+
+    def try_settings(settings):
+        for setting in settings:
+            fits[setting] = fit_on_rows(estimator, X, y, train, setting, **fit_params)
+            rows[setting] = holdout_rows(fits[setting], X[holdout], y[holdout])
+
+    try_settings(candidate_regularizations(estimator))
+    penalty = choose_penalty(rows).weight_decay
+    try_settings(sparse_candidates(estimator, X.shape[1], len(holdout), penalty))
     chosen, scores = choose_regularization(rows)
     fits[chosen].regularization_scores_ = {tuple(setting): score for setting, score in scores.items()}
     return fits[chosen]

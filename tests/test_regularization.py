@@ -15,24 +15,26 @@ def test_the_first_layer_cap_is_a_rounded_up_fraction_of_the_inputs():
 
 
 @pytest.mark.parametrize(
-    "n_inputs, sparse",
-    [(10, [R(1e-4, 0.25), R(1e-4, 0.125)]), (4, [R(1e-4, 0.25)]), (1, [])],
+    "n_inputs, densities",
+    [(10, [0.25, 0.125]), (4, [0.25]), (1, [])],
 )
-def test_auto_tries_every_penalty_dense_and_distinct_sparse_first_layers(n_inputs, sparse):
+def test_auto_tries_every_penalty_dense_then_distinct_sparse_first_layers(n_inputs, densities):
     # 4 inputs: a quarter and an eighth both keep one, tried once; 1 input: nothing sparser exists.
     model = NeuralNetClassifier(first_layer_density="auto")
-    dense = [R(decay, 1.0) for decay in AUTO_WEIGHT_DECAYS]
-    assert regularization.candidate_regularizations(model, n_inputs, 100) == dense + sparse
-    assert regularization.candidate_regularizations(model, n_inputs, 99) == dense  # too few rows to tell
-    model.set_params(first_layer_density=0.5)  # a given density (1.0 by default): only the penalty is chosen
-    assert regularization.candidate_regularizations(model, n_inputs, 100) == [R(d, 0.5) for d in AUTO_WEIGHT_DECAYS]
+    assert regularization.candidate_regularizations(model) == [R(decay, 1.0) for decay in AUTO_WEIGHT_DECAYS]
+    # Sparse layers at the weakest penalty and at the dense settings' choice (once when they agree).
+    both = [R(decay, d) for d in densities for decay in (1e-4, 1e-1)]
+    assert regularization.sparse_candidates(model, n_inputs, 100, penalty=1e-1) == both
+    assert regularization.sparse_candidates(model, n_inputs, 100, penalty=1e-4) == [R(1e-4, d) for d in densities]
+    assert regularization.sparse_candidates(model, n_inputs, 99, penalty=1e-1) == []  # too few rows to tell
+    model.set_params(first_layer_density=0.5)  # a given density: only the penalty is chosen
+    assert regularization.candidate_regularizations(model) == [R(d, 0.5) for d in AUTO_WEIGHT_DECAYS]
+    assert regularization.sparse_candidates(model, n_inputs, 100, penalty=1e-1) == []
 
 
-def test_the_default_first_layer_is_dense():
-    assert NeuralNetClassifier().first_layer_density == NeuralNetRegressor().first_layer_density == 1.0
-    assert regularization.candidate_regularizations(NeuralNetRegressor(), 10, 500) == [
-        R(decay, 1.0) for decay in AUTO_WEIGHT_DECAYS
-    ]
+def test_the_default_first_layer_density_is_chosen_on_the_hold_out():
+    # With a given penalty it stays dense (tests/test_holdout.py): nothing compares densities then.
+    assert NeuralNetClassifier().first_layer_density == NeuralNetRegressor().first_layer_density == "auto"
 
 
 def test_the_density_caps_the_first_layer_only_and_is_part_of_the_policy():
