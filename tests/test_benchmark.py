@@ -110,3 +110,31 @@ def test_search_rule_study_applies_the_searchs_rule(monkeypatch):
     text = study.report(runs)
     assert f"| confidence x{search.CONFIDENCE_TOLERANCE_FACTOR:g} (default) |" in text
     assert sum(line.startswith("| ") for line in text.splitlines()) >= len(study.RULES)
+
+
+def test_sparse_rule_study_applies_the_library_rule():
+    """A sparse first layer that wins by one hold-out row is taken by the outright rule only; one
+    that wins by many is taken at one standard error too, and the report marks the default."""
+    import sys
+    from pathlib import Path
+
+    from fhe_estimators import holdout
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import sparse_rule_study as study
+
+    def setting(decay, density, misses, test):
+        score = [0.0] * misses + [1.0] * (100 - misses)
+        return {"weight_decay": decay, "first_layer_density": density, "test_score": test,
+                "holdout_rows": {"score": score, "log_likelihood": [-0.1] * 100}}
+
+    dense = [setting(decay, 1.0, 10, 0.90) for decay in holdout.AUTO_WEIGHT_DECAYS]
+    by_one_row = {"dataset": "toy", "seed": 0, "settings": [*dense, setting(1e-4, 0.25, 9, 0.80)]}
+    by_ten_rows = {"dataset": "toy", "seed": 1, "settings": [*dense, setting(1e-4, 0.25, 0, 0.95)]}
+    assert study.choose(by_one_row, "weakest", 0.0)["test_score"] == 0.80
+    assert study.choose(by_one_row, "both", 1.0)["test_score"] == 0.90
+    assert study.choose(by_ten_rows, "both", 1.0)["test_score"] == 0.95
+    assert study.choose(by_ten_rows, None, 0.0)["test_score"] == 0.90  # dense only
+    assert holdout.SPARSE_STANDARD_ERRORS == 1.0  # restored after each rule
+    text = study.report([by_one_row, by_ten_rows])
+    assert "| both, 1 SE (default) |" in text and "| weakest, 0 SE |" in text
