@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
 
-for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# First: generalization sets one torch/BLAS thread before numpy is imported.
+from generalization import BASE_PARAMS, CLS, DATASETS, load  # noqa: E402
 
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generalization import BASE_PARAMS, CLS, DATASETS, load  # noqa: E402
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, holdout, regularization, validation  # noqa: E402
 from fhe_estimators.regularization import Regularization  # noqa: E402
