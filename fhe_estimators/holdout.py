@@ -161,8 +161,9 @@ def _strength(key) -> tuple[float, float]:
 
 
 def choose_penalty(rows: dict):
-    """The penalty (the setting, among equally dense ones) of best mean log-likelihood among those whose hold-out score ties the best
-    within one paired standard error (:func:`within`), then the strongest.
+    """The penalty (the setting, among equally dense ones) of best mean log-likelihood among those
+    whose hold-out score ties the best within one paired standard error (:func:`within`), then the
+    strongest.
 
     Accuracy moves by whole rows on a small hold-out (iris' 28 rows: one row is 0.036, about one
     standard error), so the best accuracy alone is noise there: with float pre-training a
