@@ -37,7 +37,7 @@ AUTO_WEIGHT_DECAYS = (1e-4, 1e-2, 1e-1, 3e-1)
 #: 3 and 2 of 10 inputs).
 AUTO_FIRST_LAYER_DENSITIES = (0.25, 0.125)
 #: ... when the hold-out has at least this many rows. A sparse first layer bets that most inputs
-#: are irrelevant, and six settings compared on a few dozen rows let one win by chance: on wine's
+#: are irrelevant, and six to eight settings compared on a few dozen rows let one win by chance: on wine's
 #: 34 hold-out rows a first layer keeping 2 of 13 inputs tied the best and won on log-likelihood
 #: (the first rule), and lost 1-2 test rows of 45 on each of three seeds (1.000 with a dense one).
 AUTO_SPARSE_MIN_HOLDOUT = 100
