@@ -27,6 +27,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generalization import BASE_PARAMS, CLS, DATASETS, load  # noqa: E402
 
 from fhe_estimators import NeuralNetClassifier, search  # noqa: E402
-from fhe_estimators.holdout import HoldoutRows, paired_gap, within  # noqa: E402
+from fhe_estimators.holdout import HoldoutRows  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -92,18 +93,15 @@ def capture(name: str, seed: int) -> dict:
 
 # ---------------------------------------------------------------------------------------------- rules
 def _feasible(candidates: list[dict], measure: str | None, tolerance: float, standard_errors: float) -> list[dict]:
-    """As ``search._feasible``, with the second measure's tolerance and standard errors as given."""
-    rows = [{key: np.asarray(value) for key, value in c["holdout_rows"].items()} for c in candidates]
-    best = max(range(len(candidates)), key=lambda i: (rows[i]["score"].mean(), rows[i]["confidence"].mean()))
-    by_score = [i for i in range(len(candidates)) if within(paired_gap(rows[best]["score"], rows[i]["score"]), TOLERANCE, 1.0)]
-    if measure is None:
-        return [candidates[i] for i in by_score]
-    reference = max(by_score, key=lambda i: rows[i][measure].mean())
-    return [
-        candidates[i]
-        for i in by_score
-        if within(paired_gap(rows[reference][measure], rows[i][measure]), tolerance, standard_errors)
-    ]
+    """``search._feasible`` on recorded candidates, with the second measure's tolerance and standard
+    errors as given (the score's: the search's, ``TOLERANCE`` and one standard error)."""
+    scored = []
+    for c in candidates:
+        rows = HoldoutRows(*(np.asarray(c["holdout_rows"][key]) for key in ("score", "confidence", "log_likelihood")))
+        candidate = SimpleNamespace(holdout_score=float(rows.score.mean()), holdout_confidence=float(rows.confidence.mean()))
+        scored.append(search.Scored(candidate, c, rows))
+    feasible = search._feasible(scored, TOLERANCE, 1.0, measure, tolerance, standard_errors)
+    return [pair.model for pair in feasible]
 
 
 #: name -> (second measure, its tolerance, its standard errors); "confidence x1" was the rule before.

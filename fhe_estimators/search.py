@@ -328,11 +328,22 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, epochs: 
     return model
 
 
-def _feasible(scored: list[Scored], tolerance: float, standard_errors: float) -> list[Scored]:
+def _feasible(
+    scored: list[Scored],
+    tolerance: float,
+    standard_errors: float,
+    measure: str | None = "confidence",
+    measure_tolerance: float | None = None,
+    measure_standard_errors: float | None = None,
+) -> list[Scored]:
     """The candidates within ``tolerance`` (plus, for a classifier, one paired standard error) of
     the best score, and within :data:`CONFIDENCE_TOLERANCE_FACTOR` × ``tolerance`` (plus the same
     standard errors) of the best confidence among those (never empty: the best is within itself).
-    Records each candidate's gaps."""
+    Records each candidate's gaps.
+
+    ``measure`` (a :class:`~.holdout.HoldoutRows` field, or None for the score alone) and its
+    tolerance and standard errors are what ``benchmarks/search_rule_study.py`` varies; the search
+    uses the defaults."""
     best = max(scored, key=lambda pair: (pair.candidate.holdout_score, pair.candidate.holdout_confidence))
     for pair in scored:
         gap = paired_gap(best.rows.score, pair.rows.score)
@@ -340,17 +351,23 @@ def _feasible(scored: list[Scored], tolerance: float, standard_errors: float) ->
     by_score = [
         pair for pair in scored if within(paired_gap(best.rows.score, pair.rows.score), tolerance, standard_errors)
     ]
-    confident = max(by_score, key=lambda pair: pair.candidate.holdout_confidence)
+    if measure is None:
+        return by_score
+    if measure_tolerance is None:
+        measure_tolerance = CONFIDENCE_TOLERANCE_FACTOR * tolerance
+    if measure_standard_errors is None:
+        measure_standard_errors = standard_errors
+    reference = max(by_score, key=lambda pair: float(getattr(pair.rows, measure).mean()))
     for pair in scored:
-        gap = paired_gap(confident.rows.confidence, pair.rows.confidence)
+        gap = paired_gap(getattr(reference.rows, measure), getattr(pair.rows, measure))
         pair.candidate.confidence_gap, pair.candidate.confidence_gap_se = gap
     return [
         pair
         for pair in by_score
         if within(
-            paired_gap(confident.rows.confidence, pair.rows.confidence),
-            CONFIDENCE_TOLERANCE_FACTOR * tolerance,
-            standard_errors,
+            paired_gap(getattr(reference.rows, measure), getattr(pair.rows, measure)),
+            measure_tolerance,
+            measure_standard_errors,
         )
     ]
 
