@@ -68,16 +68,19 @@ def capture(name: str, seed: int) -> dict:
     y = estimator._fit_targets(validation.check_y_given(y_train), len(X), None)
     train, rows = holdout.internal_split(y, estimator._estimator_type == "classifier")
     settings = {}
+    score_on_holdout = regularization.holdout_rows
 
-    def try_settings(candidates):
-        for setting in candidates:
-            model = regularization.fit_on_rows(estimator, X, y, train, setting)
-            held = holdout.holdout_rows(model, X[rows], y[rows])
-            settings[setting] = {"score": held.score, "log_likelihood": held.log_likelihood, "test": model.score(X_test, y_test)}
+    def recording(model, X_rows, y_rows):  # each setting fit_best_on_holdout tries, in its order
+        held = score_on_holdout(model, X_rows, y_rows)
+        setting = Regularization(model.weight_decay_, model.first_layer_density_)
+        settings[setting] = {"score": held.score, "log_likelihood": held.log_likelihood, "test": model.score(X_test, y_test)}
+        return held
 
-    try_settings(regularization.candidate_regularizations(estimator))
-    penalty = _dense_choice(settings).weight_decay
-    try_settings(regularization.sparse_candidates(estimator, X.shape[1], len(rows), penalty))
+    regularization.holdout_rows = recording
+    try:
+        regularization.fit_best_on_holdout(estimator, X, y, train, rows)
+    finally:
+        regularization.holdout_rows = score_on_holdout
     return {
         "dataset": name,
         "seed": seed,
