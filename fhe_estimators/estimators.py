@@ -30,6 +30,7 @@ from sklearn.utils import check_random_state
 from . import compilation, runtime
 from . import distillation, finalize, search, targets, validation
 from .budget import default_input_bits, first_layer_cap, omega
+from .input_grid import resolve_input_scale
 from .budget_policies import make_budget_policy
 from .holdout import AUTO_WEIGHT_DECAYS  # noqa: F401  (importable here as before)
 from .cost import estimate_cost
@@ -168,6 +169,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
             n_w_bits=self.n_w_bits,
             n_a_bits=self.n_a_bits,
             n_input_bits=self.n_input_bits_,
+            input_scale=self.input_scale_,
             collect_stats_steps=self._stats_steps(),
         ).to(self.device)
         return self
@@ -211,6 +213,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         self.weight_decay_ = float(regularization.weight_decay)
         self.first_layer_density_ = float(regularization.first_layer_density)
         self.n_input_bits_ = self._input_bits()  # a sparse first layer may leave room for a finer input
+        self.input_scale_ = resolve_input_scale(self.input_scale, X, self.n_input_bits_)
         self._set_accumulator_budget(self.n_accum_bits)
         self.n_train_samples_ = len(X)
         self.distillation_teacher_ = distillation.fit_teacher(self, X, y) if self.distillation else None

@@ -57,6 +57,8 @@ class QuantMLP(nn.Module):
     hidden_layer_sizes : widths of the hidden layers (may be empty).
     n_w_bits, n_a_bits : bit-widths of weights and of hidden activations.
     n_input_bits : bit-width of the model input (default: ``n_a_bits``).
+    input_scale : a fixed power-of-two step for the model input (:mod:`~.input_grid`); None
+        lets brevitas learn it.
     collect_stats_steps : training steps over which each activation quantizer
         measures its input range before its scale becomes a learned parameter.
         Until then the scale is not settled, so it must end well before training
@@ -72,6 +74,7 @@ class QuantMLP(nn.Module):
         n_a_bits: int = 3,
         collect_stats_steps: int = 300,
         n_input_bits: int | None = None,
+        input_scale: float | None = None,
     ):
         super().__init__()
         #: What rebuilds an identical module (brevitas layers do not pickle; see ``to_state``).
@@ -83,16 +86,20 @@ class QuantMLP(nn.Module):
             n_a_bits=n_a_bits,
             collect_stats_steps=collect_stats_steps,
             n_input_bits=n_input_bits,
+            input_scale=input_scale,
         )
         self.n_w_bits = n_w_bits
         self.n_a_bits = n_a_bits
         self.n_input_bits = n_a_bits if n_input_bits is None else n_input_bits
+        # brevitas' constant scaling takes the threshold: the step times 2^(bits-1) when signed.
+        fixed = {} if input_scale is None else {"scaling_impl_type": "const", "scaling_init": input_scale * 2 ** (self.n_input_bits - 1)}
         self.input_quant = qnn.QuantIdentity(
             bit_width=self.n_input_bits,
             signed=True,
             act_quant=Int8ActPerTensorPoT,
             return_quant_tensor=True,
             collect_stats_steps=collect_stats_steps,
+            **fixed,
         )
         sizes = [input_dim, *hidden_layer_sizes, output_dim]
         self.linears = nn.ModuleList(

@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from .budget import omega
 from .compilation import check_rounding_threshold_bits
 from .distillation import DISTILLATIONS
+from .input_grid import check_input_scale
 from .pruning import PRUNING_SCHEDULES
 from .runtime import FHE_MODES, check_n_jobs
 
@@ -55,6 +56,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "n_a_bits": [Interval(Integral, 1, None, closed="left")],
     "n_accum_bits": [Interval(Integral, 1, None, closed="left")],
     "n_input_bits": [Interval(Integral, 1, None, closed="left"), None],
+    "input_scale": [StrOptions({"auto", "learned"}), Interval(Real, 0, None, closed="neither")],
     "n_hidden_neurons_multiplier": [Interval(Real, 0, None, closed="neither")],
     "pruning": [StrOptions(set(PRUNING_SCHEDULES))],
     "pruning_budget": [StrOptions(set(PRUNING_BUDGETS))],
@@ -84,6 +86,10 @@ CONSTRAINT_MESSAGES: dict[str, Callable] = {
     "n_a_bits": _positive_int("n_a_bits"),
     "n_accum_bits": _positive_int("n_accum_bits"),
     "n_input_bits": _positive_int("n_input_bits"),
+    "input_scale": lambda value, e: (
+        f'input_scale must be "auto", "learned" or a power of two, got {value!r}: the step at which the '
+        'network reads its inputs; "auto" chooses it from the training data, "learned" trains it.'
+    ),
     "n_hidden_neurons_multiplier": lambda value, e: f"n_hidden_neurons_multiplier must be a number > 0, got {value!r}.",
     "pruning": lambda value, e: f"pruning must be one of {PRUNING_SCHEDULES}, got {value!r}.",
     "pruning_budget": lambda value, e: (
@@ -165,6 +171,8 @@ def validate_hyperparameters(estimator) -> None:
     if not estimator.pruning_start <= estimator.pruning_end:
         raise ValueError(_pruning_fractions(None, estimator))
     check_rounding_threshold_bits(estimator.rounding_threshold_bits)
+    if not isinstance(estimator.input_scale, str):
+        check_input_scale(estimator.input_scale)
     check_n_jobs(estimator.n_jobs, 1)
 
 

@@ -1,0 +1,74 @@
+"""The input grid: the power-of-two step at which the network reads its inputs.
+
+The first layer sees each feature as a signed ``n_input_bits`` integer times one power-of-two
+scale (Concrete ML's PoT quantizers). The step trades rounding against clipping: on standardized
+data at 4 bits a step of 0.25 clips every value beyond 1.75 σ, a step of 0.5 only beyond 3.5 σ.
+
+Brevitas can learn the step during training (``input_scale="learned"``), but the learned step
+settled at the clipping end on every 4-bit data set measured (0.25), where a noisy linear
+regression loses R² (a ridge on those inputs: 0.955, on the 0.5 grid 0.962). ``"auto"`` chooses the
+step once, before training, on the training inputs: the power of two whose rounding and clipping
+change them least (mean squared error). The step is part of the circuit's input quantizer, so the
+client that encrypts applies it too; nothing changes at deployment.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Rows the choice looks at, at most (evenly spaced): the error curve is smooth in the step.
+MAX_ROWS = 10_000
+
+
+def quantization_error(X: np.ndarray, scale: float, n_bits: int) -> float:
+    """Mean squared change of ``X`` when read as signed ``n_bits`` integers times ``scale``."""
+    low, high = -(2 ** (n_bits - 1)), 2 ** (n_bits - 1) - 1
+    return float(np.mean((np.clip(np.round(X / scale), low, high) * scale - X) ** 2))
+
+
+def mse_input_scale(X: np.ndarray, n_bits: int) -> float:
+    """The power-of-two step with the least :func:`quantization_error` on ``X`` (the coarser one
+    on a tie: it clips less). All-zero inputs get 1."""
+    X = np.asarray(X, dtype=np.float64)
+    X = X[:: max(1, math.ceil(len(X) / MAX_ROWS))]
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    if not largest > 0:
+        return 1.0
+    # From a step that clips nothing down to one 2^n_bits times finer: the optimum lies between.
+    coarsest = math.ceil(math.log2(largest / 2 ** (n_bits - 1))) + 1
+    steps = [2.0**exponent for exponent in range(coarsest, coarsest - n_bits - 4, -1)]
+    errors = [quantization_error(X, step, n_bits) for step in steps]
+    return steps[int(np.argmin(errors))]
+
+
+def is_power_of_two(value: float) -> bool:
+    mantissa, _ = math.frexp(float(value))
+    return value > 0 and mantissa == 0.5
+
+
+def resolve_input_scale(value, X: np.ndarray, n_bits: int) -> float | None:
+    """The fixed step the network reads its inputs at, or None for a learned one.
+
+    ``value`` is the ``input_scale`` parameter: "auto" (:func:`mse_input_scale` on ``X``),
+    "learned", or a power of two (validated by :func:`check_input_scale`).
+    """
+    if value == "learned":
+        return None
+    if value == "auto":
+        return mse_input_scale(X, n_bits)
+    return check_input_scale(value)
+
+
+def check_input_scale(value) -> float:
+    """A given step as a float; a clear error unless it is a power of two (the circuit's
+    input quantizer can only use those)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f'input_scale must be "auto", "learned" or a power of two, got {value!r}.')
+    if not is_power_of_two(value):
+        raise ValueError(
+            f"input_scale must be a power of two (e.g. 0.25 or 0.5), got {value!r}: Concrete ML's "
+            'input quantizer uses power-of-two scales. "auto" chooses one from the training data.'
+        )
+    return float(value)
