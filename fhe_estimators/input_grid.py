@@ -10,6 +10,10 @@ regression loses R² (a ridge on those inputs: 0.955, on the 0.5 grid 0.962). ``
 step once, before training, on the training inputs: the power of two whose rounding and clipping
 change them least (mean squared error). The step is part of the circuit's input quantizer, so the
 client that encrypts applies it too; nothing changes at deployment.
+
+"learned" stays the default: over three seeds of the generalization benchmark "auto" left the mean
+gap to a float MLP unchanged, gaining on some sets (diabetes +0.031 R²) and losing more than a point
+on others (heavy-tailed breast cancer at 3 bits: a step of 1 instead of 0.5, −0.009; docs/pruning.md).
 """
 
 from __future__ import annotations

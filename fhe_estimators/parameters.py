@@ -29,7 +29,7 @@ FHE_PARAMETERS: dict[str, Any] = {
     "n_a_bits": 3,
     "n_accum_bits": 10,
     "n_input_bits": None,
-    "input_scale": "auto",
+    "input_scale": "learned",
     "n_hidden_neurons_multiplier": 4.0,
     "pruning": "gradual",
     "pruning_budget": "exact",

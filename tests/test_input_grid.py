@@ -1,0 +1,61 @@
+"""The input grid: the power-of-two step the network reads its inputs at (fhe_estimators.input_grid)."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from fhe_estimators import NeuralNetRegressor
+from fhe_estimators.input_grid import mse_input_scale, quantization_error, resolve_input_scale
+
+SMALL = {"hidden_layer_sizes": (6,), "max_epochs": 8, "random_state": 0, "tighten": False}
+
+
+def test_mse_scale_trades_rounding_against_clipping():
+    gaussian = np.random.RandomState(0).normal(size=(2000, 10))
+    # At 4 bits a step of 0.25 clips beyond 1.75 sigma; 0.5 rounds coarser but clips almost nothing.
+    assert quantization_error(gaussian, 0.5, 4) < quantization_error(gaussian, 0.25, 4)
+    assert mse_input_scale(gaussian, 4) == 0.5
+    assert mse_input_scale(gaussian, 3) == 0.5
+    assert mse_input_scale(gaussian * 4, 4) == 2.0  # the step follows the data's spread
+    uniform = np.random.RandomState(0).uniform(-1, 1, size=(2000, 3))
+    assert mse_input_scale(uniform, 4) == 0.125  # [-8, 7] x 0.125 covers [-1, 0.875]: nothing to clip
+    assert mse_input_scale(np.zeros((5, 2)), 4) == 1.0
+
+
+def test_resolve_input_scale_values():
+    X = np.random.RandomState(0).normal(size=(100, 3))
+    assert resolve_input_scale("learned", X, 4) is None
+    assert resolve_input_scale("auto", X, 4) == mse_input_scale(X, 4)
+    assert resolve_input_scale(0.25, X, 4) == 0.25
+
+
+@pytest.mark.parametrize("value", [0.3, 3, -0.5, 0, "fine", True])
+def test_bad_input_scale_is_refused(diabetes, value):
+    X_train, _, y_train, _ = diabetes
+    with pytest.raises(ValueError, match="input_scale must be"):
+        NeuralNetRegressor(input_scale=value, **SMALL).fit(X_train, y_train)
+
+
+def test_the_network_reads_its_inputs_at_the_chosen_step(diabetes):
+    X_train, X_test, y_train, _ = diabetes
+    model = NeuralNetRegressor(input_scale="auto", **SMALL, optimizer__weight_decay=0.1).fit(X_train, y_train)
+    assert model.input_scale_ == mse_input_scale(X_train, model.n_input_bits_)
+    assert float(model.module_.input_quant.quant_act_scale()) == model.input_scale_
+    assert not list(model.module_.input_quant.parameters())  # fixed, not trained
+    # The circuit quantizes its inputs with the same step, so FHE predicts what the clear network does.
+    model.compile(X_train)
+    assert model.quantized_module_.input_quantizers[0].scale == model.input_scale_
+    np.testing.assert_allclose(model.predict(X_test[:20], fhe="simulate"), model.predict(X_test[:20]), rtol=1e-5)
+    restored = pickle.loads(pickle.dumps(model))
+    assert float(restored.module_.input_quant.quant_act_scale()) == model.input_scale_
+
+
+def test_given_and_learned_steps(diabetes):
+    X_train, _, y_train, _ = diabetes
+    assert NeuralNetRegressor().input_scale == "learned"  # "auto" is not the default (docs/pruning.md)
+    given = NeuralNetRegressor(input_scale=0.125, **SMALL, optimizer__weight_decay=0.1).fit(X_train, y_train)
+    assert given.input_scale_ == 0.125 and float(given.module_.input_quant.quant_act_scale()) == 0.125
+    learned = NeuralNetRegressor(input_scale="learned", **SMALL, optimizer__weight_decay=0.1).fit(X_train, y_train)
+    assert learned.input_scale_ is None
+    assert list(learned.module_.input_quant.parameters())  # brevitas trains the step
