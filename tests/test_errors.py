@@ -221,6 +221,7 @@ BAD_VALUES = {
     "n_a_bits": True,
     "n_accum_bits": 10.0,
     "n_input_bits": -1,
+    "input_scale": "fine",
     "n_hidden_neurons_multiplier": 0,
     "pruning": "sometimes",
     "pruning_budget": "exactly",
