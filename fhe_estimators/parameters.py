@@ -7,7 +7,8 @@ signature. Both estimators share almost every parameter; rather than write the l
 ``__init__`` from the lists below and gives it that explicit signature
 (``inspect.signature(NeuralNetClassifier)`` shows it, as does ``help``).
 
-Ours come first and may be passed by position; skorch's are keyword-only and keep
+Every parameter is keyword-only, as in scikit-learn's own estimators: a parameter added
+to the list can never shift another's position. Ours come first, then skorch's, which keep
 skorch's names and meanings. Their meanings: docs/user_guide.md (ours) and skorch's docs.
 """
 
@@ -71,14 +72,14 @@ SKORCH_PARAMETERS: dict[str, Any] = {
 
 
 def estimator_signature(**task_parameters: Any) -> inspect.Signature:
-    """``(self, <ours>, *, criterion=..., <skorch's>, **kwargs)``, ``task_parameters`` after criterion."""
+    """``(self, *, <ours>, criterion=..., <skorch's>, **kwargs)``, ``task_parameters`` after criterion."""
     positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
     keyword = inspect.Parameter.KEYWORD_ONLY
     skorch_parameters = {"criterion": task_parameters.pop("criterion"), **SKORCH_PARAMETERS, **task_parameters}
     return inspect.Signature(
         [
             inspect.Parameter("self", positional),
-            *(inspect.Parameter(name, positional, default=value) for name, value in FHE_PARAMETERS.items()),
+            *(inspect.Parameter(name, keyword, default=value) for name, value in FHE_PARAMETERS.items()),
             *(inspect.Parameter(name, keyword, default=value) for name, value in skorch_parameters.items()),
             inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
         ]

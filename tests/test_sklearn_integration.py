@@ -57,6 +57,7 @@ def test_clone_keeps_every_parameter():
         n_a_bits=4,
         n_accum_bits=11,
         n_input_bits=5,
+        input_scale=0.5,
         n_hidden_neurons_multiplier=2.5,
         pruning="oneshot",
         pruning_budget="count",
@@ -81,6 +82,13 @@ def test_clone_keeps_every_parameter():
             assert [(key, type(cb), cb.patience) for key, cb in copied[name]] == [("stop", EarlyStopping, 3)]
         else:
             assert copied[name] == value, name
+
+
+def test_parameters_are_keyword_only():
+    # As in scikit-learn: adding a parameter can never shift what a positional argument means.
+    with pytest.raises(TypeError, match="positional"):
+        NeuralNetClassifier((16,))
+    assert NeuralNetClassifier(hidden_layer_sizes=(16,)).hidden_layer_sizes == (16,)
 
 
 def test_set_params_changes_what_the_next_fit_does(breast_cancer):
