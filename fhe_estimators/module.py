@@ -2,7 +2,7 @@
 
 Layout (the graph Concrete ML's ``compile_brevitas_qat_model`` imports)::
 
-    QuantIdentity(n_a_bits, signed)            # quantizes the model input
+    QuantIdentity(n_input_bits, signed)        # quantizes the model input (a fixed step if input_scale)
     QuantLinear(n_w_bits) -> QuantReLU(n_a_bits, unsigned)   # × each hidden layer
     QuantLinear(n_w_bits)                      # outputs (logits / regression values)
 
@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from concrete.ml.quantization.qat_quantizers import Int8ActPerTensorPoT, Int8WeightPerTensorPoT
 from torch import nn
+
+from .input_grid import check_input_scale
 
 
 @dataclass
@@ -92,7 +94,10 @@ class QuantMLP(nn.Module):
         self.n_a_bits = n_a_bits
         self.n_input_bits = n_a_bits if n_input_bits is None else n_input_bits
         # brevitas' constant scaling takes the threshold: the step times 2^(bits-1) when signed.
-        fixed = {} if input_scale is None else {"scaling_impl_type": "const", "scaling_init": input_scale * 2 ** (self.n_input_bits - 1)}
+        fixed = {}
+        if input_scale is not None:
+            threshold = check_input_scale(input_scale) * 2 ** (self.n_input_bits - 1)
+            fixed = {"scaling_impl_type": "const", "scaling_init": threshold}
         self.input_quant = qnn.QuantIdentity(
             bit_width=self.n_input_bits,
             signed=True,

@@ -60,3 +60,30 @@ def test_given_and_learned_steps(diabetes):
     learned = NeuralNetRegressor(input_scale="learned", **SMALL, optimizer__weight_decay=0.1).fit(X_train, y_train)
     assert learned.input_scale_ is None
     assert list(learned.module_.input_quant.parameters())  # brevitas trains the step
+
+
+def test_the_candidate_steps_reach_the_bulk_of_the_data_despite_an_outlier():
+    X = np.random.RandomState(0).normal(size=(10_000, 100))
+    X[0, 0] = 600.0  # sets the coarsest candidate; the finest still follows the typical magnitude
+    assert mse_input_scale(X, 4) == 0.5
+
+
+@pytest.mark.parametrize("value", [2.0**-30, 2.0**30])
+def test_steps_outside_the_quantizer_range_are_refused(value):
+    from fhe_estimators.input_grid import check_input_scale
+
+    with pytest.raises(ValueError, match="rescale the features"):
+        check_input_scale(value)
+    with pytest.raises(ValueError, match="rescale the features"):
+        mse_input_scale(np.full((10, 2), value * 4), 4)
+
+
+def test_the_search_and_partial_fit_keep_the_step(diabetes):
+    X_train, _, y_train, _ = diabetes
+    model = NeuralNetRegressor(
+        input_scale=0.5, hidden_layer_sizes=(6,), max_epochs=6, random_state=0, optimizer__weight_decay=0.1
+    ).fit(X_train, y_train)
+    assert model.tightening_candidates_  # the search ran: its winner is a deep copy of a fit on the split
+    assert model.input_scale_ == 0.5 and float(model.module_.input_quant.quant_act_scale()) == 0.5
+    model.partial_fit(X_train, y_train)
+    assert float(model.module_.input_quant.quant_act_scale()) == 0.5
