@@ -345,12 +345,10 @@ def _feasible(
     tolerance and standard errors are what ``benchmarks/search_rule_study.py`` varies; the search
     uses the defaults."""
     best = max(scored, key=lambda pair: (pair.candidate.holdout_score, pair.candidate.holdout_confidence))
+    score_gaps = {id(pair): paired_gap(best.rows.score, pair.rows.score) for pair in scored}
     for pair in scored:
-        gap = paired_gap(best.rows.score, pair.rows.score)
-        pair.candidate.score_gap, pair.candidate.score_gap_se = gap
-    by_score = [
-        pair for pair in scored if within(paired_gap(best.rows.score, pair.rows.score), tolerance, standard_errors)
-    ]
+        pair.candidate.score_gap, pair.candidate.score_gap_se = score_gaps[id(pair)]
+    by_score = [pair for pair in scored if within(score_gaps[id(pair)], tolerance, standard_errors)]
     if measure is None:
         return by_score
     if measure_tolerance is None:
@@ -358,18 +356,10 @@ def _feasible(
     if measure_standard_errors is None:
         measure_standard_errors = standard_errors
     reference = max(by_score, key=lambda pair: float(getattr(pair.rows, measure).mean()))
+    measure_gaps = {id(pair): paired_gap(getattr(reference.rows, measure), getattr(pair.rows, measure)) for pair in scored}
     for pair in scored:
-        gap = paired_gap(getattr(reference.rows, measure), getattr(pair.rows, measure))
-        pair.candidate.confidence_gap, pair.candidate.confidence_gap_se = gap
-    return [
-        pair
-        for pair in by_score
-        if within(
-            paired_gap(getattr(reference.rows, measure), getattr(pair.rows, measure)),
-            measure_tolerance,
-            measure_standard_errors,
-        )
-    ]
+        pair.candidate.confidence_gap, pair.candidate.confidence_gap_se = measure_gaps[id(pair)]
+    return [pair for pair in by_score if within(measure_gaps[id(pair)], measure_tolerance, measure_standard_errors)]
 
 
 def _cheapest(scored: list[Scored], tolerance: float, standard_errors: float) -> Scored:
