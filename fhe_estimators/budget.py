@@ -22,6 +22,10 @@ import numpy as np
 
 #: Largest table-lookup input Concrete can compile (in bits).
 CONCRETE_MAX_BITS = 16
+#: Widest input :func:`default_input_bits` gives for free: the widest the generalization benchmark
+#: exercised at (3,3,10) (sparse first layers keeping 2 or 3 inputs). Each finer bit still costs the
+#: circuit one rounding PBS per first-layer neuron (docs/pruning.md, "The widest free input").
+MAX_FREE_INPUT_BITS = 6
 
 
 def check_positive_int(value, name: str) -> int:
@@ -54,18 +58,22 @@ def omega(n_accum_bits: int, n_w_bits: int, n_a_bits: int) -> int:
 
 
 def default_input_bits(n_features: int, n_w_bits: int, n_a_bits: int, n_accum_bits: int) -> int:
-    """Input bit-width when the user does not choose one: one more bit than the activations
-    whenever the first layer would still fit ``n_accum_bits`` with *no* pruning at that width
-    (``n_features``: the inputs a first-layer neuron may keep; fewer with a sparse first layer).
+    """Input bit-width when the user does not choose one: the widest, up to
+    :data:`MAX_FREE_INPUT_BITS` (or ``n_a_bits + 1`` when that is wider), at which the first layer
+    still fits ``n_accum_bits`` with *no* pruning (``n_features``: the inputs a first-layer neuron
+    may keep; fewer with a sparse first layer), and ``n_a_bits`` when not even one bit more fits.
 
     The worst case is every weight at its most negative integer times every
     input at its most negative one: ``n_features · 2^(n_w−1) · 2^(b−1)``. When
     that fits, the extra input precision is free (nothing must be pruned for
-    it); when it does not, inputs keep ``n_a_bits`` and pruning keeps its room.
+    it, at ``n_accum_bits``; the search's narrower widths keep the input and
+    prune for it); when it does not, inputs keep ``n_a_bits`` and pruning keeps its room.
     """
-    wider = n_a_bits + 1
-    worst_case = n_features * 2 ** (n_w_bits - 1) * 2 ** (wider - 1)
-    return wider if worst_case <= 2 ** (n_accum_bits - 1) - 1 else n_a_bits
+    widest = max(n_a_bits + 1, MAX_FREE_INPUT_BITS)
+    for bits in range(widest, n_a_bits, -1):
+        if n_features * 2 ** (n_w_bits - 1) * 2 ** (bits - 1) <= 2 ** (n_accum_bits - 1) - 1:
+            return bits
+    return n_a_bits
 
 
 def kept_weights_per_neuron(fan_in: int, omega_value: int, multiplier: float) -> int:

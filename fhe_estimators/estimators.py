@@ -149,7 +149,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
 
     # ------------------------------------------------------------------ training
     def _input_bits(self) -> int:
-        """``n_input_bits``, or the free extra bit of :func:`budget.default_input_bits`, judged on
+        """``n_input_bits``, or the free extra bits of :func:`budget.default_input_bits`, judged on
         the inputs a first-layer neuron may keep (all, or its ``first_layer_density_`` share)."""
         if self.n_input_bits is not None:
             return self.n_input_bits

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from fhe_estimators import omega
 from fhe_estimators.budget import (
+    MAX_FREE_INPUT_BITS,
     accumulator_bounds,
     default_input_bits,
     enforce_accumulator_budget,
@@ -94,13 +95,23 @@ def test_enforce_budget_fits_and_drops_smallest_first(weights, n_accum_bits):
             assert dropped.max() <= remaining.min()
 
 
-@pytest.mark.parametrize("n_features, expected", [(4, 4), (15, 4), (16, 3), (30, 3)])
-def test_default_input_bits_adds_a_bit_only_when_the_unpruned_layer_fits(n_features, expected):
-    # 3-bit weights (most negative -4), 4-bit inputs (most negative -8): 16 per term, 511 fits 10 bits.
+@pytest.mark.parametrize("n_features, expected", [(1, 6), (3, 6), (4, 5), (7, 5), (8, 4), (15, 4), (16, 3), (30, 3)])
+def test_default_input_bits_take_the_widest_width_the_unpruned_layer_fits(n_features, expected):
+    # 3-bit weights (most negative -4), b-bit inputs (most negative -2^(b-1)): 511 fits 10 bits.
     assert default_input_bits(n_features, 3, 3, 10) == expected
-    worst = n_features * 4 * 2 ** (expected - 1)
-    low, high = accumulator_bounds(np.full((1, n_features), -4), None, -(2 ** (expected - 1)), 2 ** (expected - 1) - 1)
-    assert high == worst and (expected == 3 or fits_signed(low, high, 10))
+
+    def worst_case_fits(bits):
+        low, high = accumulator_bounds(np.full((1, n_features), -4), None, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        assert high == n_features * 4 * 2 ** (bits - 1)
+        return fits_signed(low, high, 10)
+
+    assert expected == 3 or worst_case_fits(expected)
+    assert expected == MAX_FREE_INPUT_BITS or not worst_case_fits(expected + 1)  # one more would need pruning
+
+
+def test_default_input_bits_stop_at_the_widest_free_input():
+    assert default_input_bits(1, 3, 3, 10) == MAX_FREE_INPUT_BITS == 6  # 7 bits would fit too
+    assert default_input_bits(1, 2, 8, 16) == 9  # one more than wide activations, never fewer
 
 
 def test_rounding_headroom_counts_against_the_upper_bound():

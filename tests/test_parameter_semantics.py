@@ -38,9 +38,9 @@ def test_multiplier_times_omega_caps_every_neuron_in_every_mode(breast_cancer, b
 def test_first_layer_omega_uses_the_input_bits(iris):
     X_train, _, y_train, _ = iris
     model = NeuralNetClassifier(n_hidden_neurons_multiplier=0.5, **FAST).fit(X_train, y_train)
-    assert model.n_input_bits_ == 4  # 4 features: the extra input bit is free
-    assert model.layer_omegas_ == [omega(10, 3, 4), omega(10, 3, 3)] == [9, 20]
-    assert model.max_nonzero_per_neuron_ == [4, 10]
+    assert model.n_input_bits_ == 5  # 4 features: two extra input bits are free
+    assert model.layer_omegas_ == [omega(10, 3, 5), omega(10, 3, 3)] == [4, 20]
+    assert model.max_nonzero_per_neuron_ == [2, 10]
 
 
 def test_a_larger_multiplier_keeps_more_weights_and_the_exact_check_still_holds(breast_cancer):
@@ -57,9 +57,9 @@ def test_a_larger_multiplier_keeps_more_weights_and_the_exact_check_still_holds(
 def test_fractional_multiplier_floors(iris):
     X_train, _, y_train, _ = iris
     model = NeuralNetClassifier(n_hidden_neurons_multiplier=0.25, **FAST).fit(X_train, y_train)
-    # Ω = 9 for the first layer (4 features, 4 input bits) and 20 for the output layer.
-    assert model.max_nonzero_per_neuron_ == [min(4, int(np.floor(0.25 * 9))), int(np.floor(0.25 * 20))] == [2, 5]
-    assert all(counts.max() <= cap for counts, cap in zip(nonzeros(model), [2, 5]))
+    # Ω = 4 for the first layer (4 features, 5 input bits) and 20 for the output layer.
+    assert model.max_nonzero_per_neuron_ == [max(1, int(np.floor(0.25 * 4))), int(np.floor(0.25 * 20))] == [1, 5]
+    assert all(counts.max() <= cap for counts, cap in zip(nonzeros(model), [1, 5]))
 
 
 # ---------------------------------------------------------------- classes, predict_nonlinearity
