@@ -26,7 +26,8 @@ Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generalization.py
 Each run writes ``benchmarks/results/generalization_<label>.json`` (after every data set) and the
 markdown report ``benchmarks/results/generalization.md`` (this run's label only); ``--report-only``
 rebuilds the report from one or more of those files: one table per label and, with several labels,
-a comparison of the simulated scores.
+a comparison of the simulated scores. The committed report passes every committed file, in the
+order of its summary table's labels.
 """
 
 from __future__ import annotations

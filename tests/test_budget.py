@@ -95,7 +95,7 @@ def test_enforce_budget_fits_and_drops_smallest_first(weights, n_accum_bits):
             assert dropped.max() <= remaining.min()
 
 
-@pytest.mark.parametrize("n_features, expected", [(1, 6), (3, 6), (4, 5), (7, 5), (8, 4), (15, 4), (16, 3), (30, 3)])
+@pytest.mark.parametrize("n_features, expected", [(1, 5), (3, 5), (4, 5), (7, 5), (8, 4), (15, 4), (16, 3), (30, 3)])
 def test_default_input_bits_take_the_widest_width_the_unpruned_layer_fits(n_features, expected):
     # 3-bit weights (most negative -4), b-bit inputs (most negative -2^(b-1)): 511 fits 10 bits.
     assert default_input_bits(n_features, 3, 3, 10) == expected
@@ -110,7 +110,8 @@ def test_default_input_bits_take_the_widest_width_the_unpruned_layer_fits(n_feat
 
 
 def test_default_input_bits_stop_at_the_widest_free_input():
-    assert default_input_bits(1, 3, 3, 10) == MAX_FREE_INPUT_BITS == 6  # 7 bits would fit too
+    assert default_input_bits(1, 3, 3, 10) == MAX_FREE_INPUT_BITS == 5  # 7 bits would fit too
+    assert default_input_bits(4, 4, 4, 12) == 5  # 6 would fit: n_a_bits + 1 is the cap's floor
     assert default_input_bits(1, 2, 8, 16) == 9  # one more than wide activations, never fewer
 
 
