@@ -25,8 +25,8 @@ CONCRETE_MAX_BITS = 16
 #: Widest input :func:`default_input_bits` gives for free. Measured on the generalization benchmark:
 #: 6 bits for first-layer neurons keeping 2 or 3 inputs scored no better than 5 over 4 seeds
 #: (Friedman #1 0.006 R² lower, moons 0.007), and at (4,4,12) iris lost a test row on 2 seeds of 5
-#: at 6 bits (none at 5). Each finer
-#: bit also costs one rounding PBS per first-layer neuron (docs/pruning.md, "The widest free input").
+#: at 6 bits (none at 5). Each finer bit also costs one rounding PBS per first-layer neuron
+#: (docs/pruning.md, "The widest free input").
 MAX_FREE_INPUT_BITS = 5
 
 
