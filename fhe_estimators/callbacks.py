@@ -39,6 +39,7 @@ from skorch.utils import data_from_dataset, to_numpy
 
 from .accumulator_aware import AccumulatorAwareProjection
 from .pruning import PerNeuronPruning
+from .weight_averaging import WeightAveraging
 
 #: Metrics :func:`encoded_scorer` knows by name.
 METRICS: dict[str, Callable] = {"accuracy": accuracy_score, "r2": r2_score}
@@ -210,7 +211,8 @@ def pruning_callback(estimator) -> PerNeuronPruning:
 
 def fhe_callbacks(estimator) -> list[tuple[str, skorch.callbacks.Callback]]:
     """The callbacks added to skorch's defaults, by name: ``pruning``, ``lr_schedule`` (with
-    ``lr_schedule="cosine"``), ``float_pretraining`` and ``train_score``.
+    ``lr_schedule="cosine"``), ``float_pretraining``, ``weight_averaging`` (when it is above 0)
+    and ``train_score``.
 
     With ``pruning_budget="l1"``, ``accumulator_aware`` too: after every optimizer step it
     scales each neuron's weights down until its exact worst case fits the accumulator
@@ -222,4 +224,6 @@ def fhe_callbacks(estimator) -> list[tuple[str, skorch.callbacks.Callback]]:
     if estimator.pruning_budget == "l1":
         callbacks.append(("accumulator_aware", AccumulatorAwareProjection()))
     callbacks.append(("float_pretraining", FloatPretraining()))
+    if estimator.weight_averaging > 0:
+        callbacks.append(("weight_averaging", WeightAveraging(estimator.weight_averaging)))
     return [*callbacks, ("train_score", training_score(estimator))]

@@ -41,6 +41,7 @@ FHE_PARAMETERS: dict[str, Any] = {
     "pruning_frequency": 1,
     "lr_schedule": "cosine",
     "float_pretraining": 0.3,
+    "weight_averaging": 0.0,
     "distillation": None,
     "tighten": True,
     "tighten_tolerance": 0.01,

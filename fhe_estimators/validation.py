@@ -67,6 +67,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "pruning_frequency": [Interval(Integral, 1, None, closed="left")],
     "lr_schedule": [StrOptions({s for s in LR_SCHEDULES if s is not None}), None],
     "float_pretraining": [Interval(Real, 0, 1, closed="left")],
+    "weight_averaging": [Interval(Real, 0, 1, closed="left")],
     "distillation": [StrOptions({d for d in DISTILLATIONS if d is not None}), None],
     "tighten": ["boolean"],
     "tighten_tolerance": [Interval(Real, 0, 1, closed="left")],
@@ -113,6 +114,10 @@ CONSTRAINT_MESSAGES: dict[str, Callable] = {
     "float_pretraining": lambda value, e: (
         f"float_pretraining must be a fraction of max_epochs in [0, 1), got {value!r}: that part of "
         "training runs with the quantizers off, the rest quantized."
+    ),
+    "weight_averaging": lambda value, e: (
+        f"weight_averaging must be a fraction of max_epochs in [0, 1), got {value!r}: each training call "
+        "ends on the mean of the weights of that last part of its epochs; 0 keeps the last epoch's weights."
     ),
     "distillation": lambda value, e: (
         f'distillation must be one of {DISTILLATIONS}, got {value!r}: "mlp" also trains on the outputs '

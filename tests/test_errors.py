@@ -232,6 +232,7 @@ BAD_VALUES = {
     "pruning_frequency": 0,
     "lr_schedule": "step",
     "float_pretraining": 1.0,
+    "weight_averaging": 1.0,
     "distillation": "tree",
     "tighten": "yes",
     "tighten_tolerance": 1.5,

@@ -1,0 +1,127 @@
+"""weight_averaging: each training call ends on the mean of its last epochs' parameters."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback
+
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
+from fhe_estimators.weight_averaging import WeightAveraging, averaged_epochs, quantizers_calibrated
+
+QUICK = dict(hidden_layer_sizes=(8,), max_epochs=8, tighten=False, random_state=0)
+
+
+class RecordParameters(Callback):
+    """The network's parameters after each epoch, whether that epoch could be averaged, and
+    the parameters once training ended (after the averaging, before the exact check)."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.epochs_, self.qualified_, self.final_ = [], [], None
+
+    def on_epoch_end(self, net, **kwargs):
+        module = net.module_
+        self.epochs_.append({name: p.detach().clone().double() for name, p in module.named_parameters()})
+        self.qualified_.append(bool(module.quantized) and quantizers_calibrated(module))
+
+    def on_train_end(self, net, **kwargs):
+        self.final_ = {name: p.detach().clone().double() for name, p in net.module_.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    "fraction, epochs, expected", [(0.0, 100, 0), (0.25, 100, 25), (0.25, 8, 2), (0.01, 8, 1), (0.99, 8, 8)]
+)
+def test_averaged_epochs(fraction, epochs, expected):
+    assert averaged_epochs(fraction, epochs) == expected
+
+
+def test_the_default_is_off_and_adds_no_callback(iris):
+    X_train, _, y_train, _ = iris
+    model = NeuralNetClassifier(**QUICK).fit(X_train, y_train)
+    assert model.weight_averaging == 0.0
+    assert "weight_averaging" not in dict(model.callbacks_)
+    assert "averaged_epochs" not in model.history[-1]
+
+
+def test_parameters_end_as_the_mean_of_the_last_epochs(iris):
+    X_train, X_test, y_train, _ = iris
+    recorder = RecordParameters()
+    model = NeuralNetClassifier(weight_averaging=0.5, float_pretraining=0, callbacks=[("record", recorder)], **QUICK)
+    model.fit(X_train, y_train)
+    last = recorder.epochs_[-4:]  # half of 8 epochs, every one of them quantized and calibrated
+    assert all(recorder.qualified_[-4:])
+    assert model.history[-1, "averaged_epochs"] == 4
+    for name, value in recorder.final_.items():
+        expected = sum(epoch[name] for epoch in last) / 4
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+    weight = "layers.0.weight_orig" if "layers.0.weight_orig" in last[-1] else next(iter(last[-1]))
+    assert not torch.equal(recorder.final_[weight], last[-1][weight])  # not simply the last epoch
+    # The averaged network is what is checked, compiled and run.
+    model.compile(X_train)
+    np.testing.assert_array_equal(model.predict(X_test, fhe="simulate"), model.predict(X_test))
+
+
+class RecordMaskedWeights(Callback):
+    """Each pruned layer's weight once training ended, with what its mask makes of its parameter."""
+
+    def on_train_end(self, net, **kwargs):
+        self.layers_ = [
+            (layer.weight.detach().clone(), (layer.weight_orig * layer.weight_mask).detach(), layer.weight_mask.clone())
+            for layer in net.module_.linears
+            if hasattr(layer, "weight_mask")
+        ]
+
+
+def test_pruned_weights_stay_pruned(iris):
+    X_train, _, y_train, _ = iris
+    recorder = RecordMaskedWeights()
+    model = NeuralNetClassifier(
+        weight_averaging=0.5, n_hidden_neurons_multiplier=0.1, callbacks=[("record", recorder)], **QUICK
+    ).fit(X_train, y_train)
+    assert any((mask == 0).any() for _, _, mask in recorder.layers_)  # the test exercises pruning
+    for weight, masked, _ in recorder.layers_:
+        torch.testing.assert_close(weight, masked)  # the averaged weights, under the current masks
+    assert max(model.accumulator_bits_) <= model.n_accum_bits
+
+
+def test_only_quantized_calibrated_epochs_count(iris):
+    X_train, _, y_train, _ = iris
+    recorder = RecordParameters()
+    # Half of the 8 epochs in float, then the activation quantizers collect their ranges: the
+    # averaging window (the last 7 epochs) starts before the network's scales exist.
+    model = NeuralNetClassifier(
+        weight_averaging=0.875, float_pretraining=0.5, callbacks=[("record", recorder)], **QUICK
+    ).fit(X_train, y_train)
+    window = recorder.qualified_[-7:]
+    assert not all(window)  # the test exercises the rule
+    counted = model.history[-1, "averaged_epochs"]
+    assert counted == sum(window) > 0
+    last = recorder.epochs_[-counted:]
+    for name, value in recorder.final_.items():
+        torch.testing.assert_close(value, sum(epoch[name] for epoch in last) / counted, rtol=1e-5, atol=1e-6)
+
+
+def test_each_training_call_averages_its_own_epochs(diabetes):
+    X_train, X_test, y_train, _ = diabetes
+    model = NeuralNetRegressor(weight_averaging=0.25, **QUICK).fit(X_train, y_train)
+    model.partial_fit(X_train, y_train)
+    averaged = [row.get("averaged_epochs") for row in model.history]
+    assert averaged == [None] * 7 + [2] + [None] * 7 + [2]
+    model.compile(X_train)
+    np.testing.assert_allclose(model.predict(X_test, fhe="simulate"), model.predict(X_test), rtol=1e-5)
+
+
+def test_a_fitted_model_keeps_no_sums_and_pickles(iris):
+    X_train, X_test, y_train, _ = iris
+    model = NeuralNetClassifier(weight_averaging=0.25, **QUICK).fit(X_train, y_train)
+    callback = dict(model.callbacks_)["weight_averaging"]
+    assert isinstance(callback, WeightAveraging) and callback.sums_ is None
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict(X_test), model.predict(X_test))
+
+
+def test_works_with_the_search(iris):
+    X_train, X_test, y_train, y_test = iris
+    model = NeuralNetClassifier(weight_averaging=0.25, **{**QUICK, "tighten": True}).fit(X_train, y_train)
+    assert model.score(X_test, y_test) > 0.8
