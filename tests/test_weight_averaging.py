@@ -29,6 +29,18 @@ class RecordParameters(Callback):
         self.final_ = {name: p.detach().clone().double() for name, p in net.module_.named_parameters()}
 
 
+def fit_recording(recorder: Callback, X, y, **params) -> NeuralNetClassifier:
+    """A quick classifier fitted with ``recorder`` among its callbacks."""
+    return NeuralNetClassifier(callbacks=[("record", recorder)], **params, **QUICK).fit(X, y)
+
+
+def assert_mean_of(final: dict, epochs: list) -> None:
+    """Each final parameter is the mean of its values at the end of ``epochs``."""
+    for name, value in final.items():
+        expected = sum(epoch[name] for epoch in epochs) / len(epochs)
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "fraction, epochs, expected", [(0.0, 100, 0), (0.25, 100, 25), (0.25, 8, 2), (0.01, 8, 1), (0.99, 8, 8)]
 )
@@ -47,14 +59,11 @@ def test_the_default_is_off_and_adds_no_callback(iris):
 def test_parameters_end_as_the_mean_of_the_last_epochs(iris):
     X_train, X_test, y_train, _ = iris
     recorder = RecordParameters()
-    model = NeuralNetClassifier(weight_averaging=0.5, float_pretraining=0, callbacks=[("record", recorder)], **QUICK)
-    model.fit(X_train, y_train)
+    model = fit_recording(recorder, X_train, y_train, weight_averaging=0.5, float_pretraining=0)
     last = recorder.epochs_[-4:]  # half of 8 epochs, every one of them quantized and calibrated
     assert all(recorder.qualified_[-4:])
     assert model.history[-1, "averaged_epochs"] == 4
-    for name, value in recorder.final_.items():
-        expected = sum(epoch[name] for epoch in last) / 4
-        torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-6)
+    assert_mean_of(recorder.final_, last)
     weight = "layers.0.weight_orig" if "layers.0.weight_orig" in last[-1] else next(iter(last[-1]))
     assert not torch.equal(recorder.final_[weight], last[-1][weight])  # not simply the last epoch
     # The averaged network is what is checked, compiled and run.
@@ -76,9 +85,7 @@ class RecordMaskedWeights(Callback):
 def test_pruned_weights_stay_pruned(iris):
     X_train, _, y_train, _ = iris
     recorder = RecordMaskedWeights()
-    model = NeuralNetClassifier(
-        weight_averaging=0.5, n_hidden_neurons_multiplier=0.1, callbacks=[("record", recorder)], **QUICK
-    ).fit(X_train, y_train)
+    model = fit_recording(recorder, X_train, y_train, weight_averaging=0.5, n_hidden_neurons_multiplier=0.1)
     assert any((mask == 0).any() for _, _, mask in recorder.layers_)  # the test exercises pruning
     for weight, masked, _ in recorder.layers_:
         torch.testing.assert_close(weight, masked)  # the averaged weights, under the current masks
@@ -90,16 +97,13 @@ def test_only_quantized_calibrated_epochs_count(iris):
     recorder = RecordParameters()
     # Half of the 8 epochs in float, then the activation quantizers collect their ranges: the
     # averaging window (the last 7 epochs) starts before the network's scales exist.
-    model = NeuralNetClassifier(
-        weight_averaging=0.875, float_pretraining=0.5, callbacks=[("record", recorder)], **QUICK
-    ).fit(X_train, y_train)
+    model = fit_recording(recorder, X_train, y_train, weight_averaging=0.875, float_pretraining=0.5)
     window = recorder.qualified_[-7:]
     assert not all(window)  # the test exercises the rule
     counted = model.history[-1, "averaged_epochs"]
     assert counted == sum(window) > 0
     last = recorder.epochs_[-counted:]
-    for name, value in recorder.final_.items():
-        torch.testing.assert_close(value, sum(epoch[name] for epoch in last) / counted, rtol=1e-5, atol=1e-6)
+    assert_mean_of(recorder.final_, last)
 
 
 def test_each_training_call_averages_its_own_epochs(diabetes):
