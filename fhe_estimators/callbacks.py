@@ -211,8 +211,8 @@ def pruning_callback(estimator) -> PerNeuronPruning:
 
 def fhe_callbacks(estimator) -> list[tuple[str, skorch.callbacks.Callback]]:
     """The callbacks added to skorch's defaults, by name: ``pruning``, ``lr_schedule`` (with
-    ``lr_schedule="cosine"``), ``float_pretraining``, ``weight_averaging`` (when it is above 0)
-    and ``train_score``.
+    ``lr_schedule="cosine"``), ``float_pretraining``, ``weight_averaging`` (it reads the
+    parameter at each training call: a no-op at 0) and ``train_score``.
 
     With ``pruning_budget="l1"``, ``accumulator_aware`` too: after every optimizer step it
     scales each neuron's weights down until its exact worst case fits the accumulator
@@ -224,6 +224,5 @@ def fhe_callbacks(estimator) -> list[tuple[str, skorch.callbacks.Callback]]:
     if estimator.pruning_budget == "l1":
         callbacks.append(("accumulator_aware", AccumulatorAwareProjection()))
     callbacks.append(("float_pretraining", FloatPretraining()))
-    if estimator.weight_averaging > 0:
-        callbacks.append(("weight_averaging", WeightAveraging(estimator.weight_averaging)))
+    callbacks.append(("weight_averaging", WeightAveraging()))
     return [*callbacks, ("train_score", training_score(estimator))]

@@ -13,20 +13,39 @@ from fhe_estimators.weight_averaging import WeightAveraging, averaged_epochs, qu
 QUICK = dict(hidden_layer_sizes=(8,), max_epochs=8, tighten=False, random_state=0)
 
 
+def linear_values(module) -> dict:
+    """Each linear layer's bias and weight as the forward pass uses it (masked when pruned)."""
+    values = {}
+    for index, layer in enumerate(module.linears):
+        weight = layer.weight_orig * layer.weight_mask if hasattr(layer, "weight_mask") else layer.weight
+        values[f"{index}.weight"] = weight.detach().clone().double()
+        values[f"{index}.bias"] = layer.bias.detach().clone().double()
+    return values
+
+
+def quantizer_values(module) -> dict:
+    """Every other parameter: the quantizers' learned scales."""
+    linear = {id(p) for layer in module.linears for p in layer.parameters(recurse=False)}
+    return {name: p.detach().clone() for name, p in module.named_parameters() if id(p) not in linear}
+
+
 class RecordParameters(Callback):
-    """The network's parameters after each epoch, whether that epoch could be averaged, and
-    the parameters once training ended (after the averaging, before the exact check)."""
+    """The linear layers' values after each epoch, whether that epoch could be averaged, and
+    the values once training ended (after the averaging, before the exact check)."""
 
     def on_train_begin(self, net, **kwargs):
-        self.epochs_, self.qualified_, self.final_ = [], [], None
+        self.epochs_, self.scales_, self.qualified_, self.final_ = [], [], [], None
 
     def on_epoch_end(self, net, **kwargs):
         module = net.module_
-        self.epochs_.append({name: p.detach().clone().double() for name, p in module.named_parameters()})
+        self.epochs_.append(linear_values(module))
+        self.scales_.append(quantizer_values(module))
         self.qualified_.append(bool(module.quantized) and quantizers_calibrated(module))
 
     def on_train_end(self, net, **kwargs):
-        self.final_ = {name: p.detach().clone().double() for name, p in net.module_.named_parameters()}
+        self.final_ = linear_values(net.module_)
+        self.final_scales_ = quantizer_values(net.module_)
+        self.final_masks_ = [getattr(layer, "weight_mask", None) for layer in net.module_.linears]
 
 
 def fit_recording(recorder: Callback, X, y, **params) -> NeuralNetClassifier:
@@ -48,12 +67,20 @@ def test_averaged_epochs(fraction, epochs, expected):
     assert averaged_epochs(fraction, epochs) == expected
 
 
-def test_the_default_is_off_and_adds_no_callback(iris):
+def test_the_default_is_off(iris):
+    X_train, _, y_train, _ = iris
+    recorder = RecordParameters()
+    model = fit_recording(recorder, X_train, y_train)
+    assert model.weight_averaging == 0.0
+    assert "averaged_epochs" not in model.history[-1]
+    assert_mean_of(recorder.final_, recorder.epochs_[-1:])  # the last epoch's weights, as trained
+
+
+def test_set_params_then_warm_start_averages(iris):
     X_train, _, y_train, _ = iris
     model = NeuralNetClassifier(**QUICK).fit(X_train, y_train)
-    assert model.weight_averaging == 0.0
-    assert "weight_averaging" not in dict(model.callbacks_)
-    assert "averaged_epochs" not in model.history[-1]
+    model.set_params(weight_averaging=0.5, warm_start=True).fit(X_train, y_train)
+    assert model.history[-1, "averaged_epochs"] == 4
 
 
 def test_parameters_end_as_the_mean_of_the_last_epochs(iris):
@@ -64,8 +91,11 @@ def test_parameters_end_as_the_mean_of_the_last_epochs(iris):
     assert all(recorder.qualified_[-4:])
     assert model.history[-1, "averaged_epochs"] == 4
     assert_mean_of(recorder.final_, last)
-    weight = "layers.0.weight_orig" if "layers.0.weight_orig" in last[-1] else next(iter(last[-1]))
-    assert not torch.equal(recorder.final_[weight], last[-1][weight])  # not simply the last epoch
+    assert not torch.equal(recorder.final_["0.weight"], last[-1]["0.weight"])  # not simply the last epoch
+    # The learned power-of-two scales are the last epoch's: a mean could round up to twice the step.
+    assert recorder.final_scales_, "the network has learned scales"
+    for name, value in recorder.final_scales_.items():
+        torch.testing.assert_close(value, recorder.scales_[-1][name], rtol=0, atol=0)
     # The averaged network is what is checked, compiled and run.
     model.compile(X_train)
     np.testing.assert_array_equal(model.predict(X_test, fhe="simulate"), model.predict(X_test))
@@ -86,10 +116,28 @@ def test_pruned_weights_stay_pruned(iris):
     X_train, _, y_train, _ = iris
     recorder = RecordMaskedWeights()
     model = fit_recording(recorder, X_train, y_train, weight_averaging=0.5, n_hidden_neurons_multiplier=0.1)
+    assert model.history[-1, "averaged_epochs"] == 4  # the weights checked below are averaged ones
     assert any((mask == 0).any() for _, _, mask in recorder.layers_)  # the test exercises pruning
     for weight, masked, _ in recorder.layers_:
         torch.testing.assert_close(weight, masked)  # the averaged weights, under the current masks
     assert max(model.accumulator_bits_) <= model.n_accum_bits
+
+
+def test_weights_pruned_during_the_window_average_as_used(iris):
+    X_train, _, y_train, _ = iris
+    recorder = RecordParameters()
+    # Pruning runs until 60% of the epochs: a window of the last 7 of 8 sees masks change.
+    model = fit_recording(
+        recorder, X_train, y_train, weight_averaging=0.875, float_pretraining=0, n_hidden_neurons_multiplier=0.1
+    )
+    counted = model.history[-1, "averaged_epochs"]
+    last = recorder.epochs_[-counted:]
+    pruned = [int((epoch["0.weight"] == 0).sum()) for epoch in last]
+    assert pruned[0] != pruned[-1]  # the test exercises a mask change inside the window
+    # The mean of the weights the network computed with, under the mask training ended with.
+    mask = recorder.final_masks_[0].double()
+    expected = sum(epoch["0.weight"] for epoch in last) / counted * mask
+    torch.testing.assert_close(recorder.final_["0.weight"], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_only_quantized_calibrated_epochs_count(iris):
@@ -128,4 +176,5 @@ def test_a_fitted_model_keeps_no_sums_and_pickles(iris):
 def test_works_with_the_search(iris):
     X_train, X_test, y_train, y_test = iris
     model = NeuralNetClassifier(weight_averaging=0.25, **{**QUICK, "tighten": True}).fit(X_train, y_train)
+    assert model.history[-1, "averaged_epochs"] >= 1  # the search's last fine-tune was averaged
     assert model.score(X_test, y_test) > 0.8
