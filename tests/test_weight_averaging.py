@@ -1,4 +1,4 @@
-"""weight_averaging: each training call ends on the mean of its last epochs' parameters."""
+"""weight_averaging: each training call ends on the mean of its last epochs' linear weights and biases."""
 
 import pickle
 
