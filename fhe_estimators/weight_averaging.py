@@ -63,11 +63,12 @@ class WeightAveraging(skorch.callbacks.Callback):
         fraction = net.weight_averaging if self.fraction is None else self.fraction
         epochs = max(1, int(net.max_epochs))
         self.window_ = averaged_epochs(fraction, epochs)
+        self.first_epoch_ = epochs - self.window_  # the last epoch not averaged
         self.epoch_, self.count_, self.sums_ = 0, 0, None
 
     def on_epoch_end(self, net, **kwargs):
         self.epoch_ += 1
-        if self.epoch_ <= int(net.max_epochs) - self.window_:
+        if self.epoch_ <= self.first_epoch_:
             return
         module = net.module_
         if not (getattr(module, "quantized", True) and quantizers_calibrated(module)):
