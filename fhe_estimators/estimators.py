@@ -40,7 +40,7 @@ from .outputs import OutputDecoder
 from .parameters import estimator_init
 from .persistence import PicklingMixin
 from .skorch_params import SkorchParametersMixin
-from .regularization import Regularization, given_first_layer_density, resolve_regularization
+from .regularization import Regularization, given_first_layer_density, initialization_seed, resolve_regularization
 from .validation import PRUNING_BUDGETS  # noqa: F401  (importable here as before)
 
 #: Rows of the training data kept to calibrate ``compile`` when no X is given.
@@ -199,17 +199,28 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         self.layer_omegas_ = [first_omega] + [self.omega_] * len(self._hidden_sizes())
 
     def _fit_prepared(
-        self, X: np.ndarray, y: np.ndarray, regularization: Regularization | None = None, **fit_params
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        regularization: Regularization | None = None,
+        initialization: int = 0,
+        **fit_params,
     ):
         """Shared tail of ``fit``: budget, seed, skorch training loop, finalize.
 
-        ``regularization`` overrides the parameters' (numbers, or "auto" resolved on a hold-out).
+        ``regularization`` overrides the parameters' (numbers, or "auto" resolved on a hold-out,
+        which then also picks the ``initialization``: which of ``n_init`` seeds torch draws from).
         """
         vars(self).pop("regularization_scores_", None)
+        vars(self).pop("initialization_scores_", None)
         if regularization is None:
-            regularization, scores = resolve_regularization(self, X, y)
-            if scores is not None:
-                self.regularization_scores_ = scores
+            choice = resolve_regularization(self, X, y)
+            regularization, initialization = choice.setting, choice.initialization
+            if choice.scores is not None:
+                self.regularization_scores_ = choice.scores
+            if choice.initialization_scores is not None:
+                self.initialization_scores_ = choice.initialization_scores
+        self.initialization_ = int(initialization)
         self.weight_decay_ = float(regularization.weight_decay)
         self.first_layer_density_ = float(regularization.first_layer_density)
         self.n_input_bits_ = self._input_bits()  # a sparse first layer may leave room for a finer input
@@ -221,7 +232,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         if self.random_state is not None:
             # An int seeds torch as given; a RandomState instance draws torch's seed.
             seed = self.random_state if isinstance(self.random_state, numbers.Integral) else rng.randint(2**31)
-            torch.manual_seed(int(seed))
+            torch.manual_seed(initialization_seed(int(seed), self.initialization_))
         self.calibration_X_ = self._calibration_sample(X, rng)
         self._forget_compilation()
         self.initialize()

@@ -37,7 +37,7 @@ import torch
 from .cost import estimate_cost
 from .holdout import AUTO_MIN_SAMPLES, HoldoutRows, holdout_rows, internal_split, paired_gap, within
 from .pruning import lowest_norm_rows
-from .regularization import fit_best_on_holdout, fit_on_rows, is_auto, weight_decay_parameter
+from .regularization import best_initialization, fit_best_on_holdout, fit_on_rows, is_auto, weight_decay_parameter
 
 #: Below this many training samples a hold-out score says nothing: no search.
 MIN_SAMPLES = 100
@@ -294,10 +294,12 @@ def _fit_base(estimator, X, y, train, holdout, fit_params: dict):
     With ``optimizer__weight_decay="auto"`` one network per candidate regularization (penalty and
     first-layer density), on the same split, and the one the hold-out prefers is kept
     (:func:`regularization.fit_best_on_holdout`, the rule ``fit`` uses without the search too);
-    no refit is needed.
+    no refit is needed. Either way the hold-out also keeps the best of ``n_init`` initializations
+    (:func:`regularization.best_initialization`).
     """
     if not is_auto(weight_decay_parameter(estimator)) or len(train) < AUTO_MIN_SAMPLES:
-        return fit_on_rows(estimator, X, y, train, **fit_params)
+        first = fit_on_rows(estimator, X, y, train, **fit_params)
+        return best_initialization(estimator, X, y, train, holdout, first, **fit_params)
     return fit_best_on_holdout(estimator, X, y, train, holdout, **fit_params)
 
 

@@ -62,6 +62,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "pruning_budget": [StrOptions(set(PRUNING_BUDGETS))],
     "neuron_removal": [Interval(Real, 0, 1, closed="left")],
     "first_layer_density": [Interval(Real, 0, 1, closed="right"), StrOptions({"auto"})],
+    "n_init": [Interval(Integral, 1, None, closed="left")],
     "pruning_start": [Interval(Real, 0, 1, closed="both")],
     "pruning_end": [Interval(Real, 0, 1, closed="both")],
     "pruning_frequency": [Interval(Integral, 1, None, closed="left")],
@@ -103,6 +104,10 @@ CONSTRAINT_MESSAGES: dict[str, Callable] = {
         f'first_layer_density must be a fraction in (0, 1] or "auto", got {value!r}: each first-layer neuron '
         'keeps its largest weights on that fraction of the inputs; "auto" lets the hold-out choose it along '
         'with optimizer__weight_decay="auto".'
+    ),
+    "n_init": lambda value, e: (
+        f"n_init must be an integer >= 1, got {value!r}: how many networks are trained from different "
+        "random weights at the chosen setting, the internal hold-out keeping the best; 1 trains one."
     ),
     "pruning_start": _pruning_fractions,
     "pruning_end": _pruning_fractions,

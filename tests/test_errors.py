@@ -227,6 +227,7 @@ BAD_VALUES = {
     "pruning_budget": "exactly",
     "neuron_removal": 1.0,
     "first_layer_density": 0.0,
+    "n_init": 0,
     "pruning_start": 2,
     "pruning_end": -0.5,
     "pruning_frequency": 0,
