@@ -33,6 +33,11 @@ from torch import nn
 from .input_grid import check_input_scale
 
 
+#: The most low bits ``_round_accumulator`` removes: an accumulator is far below 2^63 (at most
+#: fan-in × 2^(n_w_bits + n_a_bits)), so removing more gives the same 0.
+MAX_ROUNDED_BITS = 64
+
+
 @dataclass
 class IntegerLayer:
     """What a linear layer looks like to the FHE circuit: integers only."""
@@ -186,11 +191,14 @@ class QuantMLP(nn.Module):
             # A dead layer (every weight, or every input, pruned or decayed to zero): nothing to
             # round. Seen with a strong weight decay on a small network: 0 / 0 here.
             return z
-        lsbs = int(round(math.log2(ratio)))
+        # Past MAX_ROUNDED_BITS every accumulator rounds to 0 anyway (a layer whose input scale
+        # collapsed: seen with two hidden layers at a strong weight decay, where 2**lsbs overflowed).
+        lsbs = min(int(round(math.log2(ratio))), MAX_ROUNDED_BITS)
         if lsbs <= 0:
             return z
+        step = float(2**lsbs)
         accumulator = torch.round((z - linear.bias).detach() / unit)
-        rounded = torch.floor(accumulator / 2**lsbs + 0.5) * 2**lsbs
+        rounded = torch.floor(accumulator / step + 0.5) * step
         return z + (rounded - accumulator) * unit
 
     @contextmanager

@@ -36,7 +36,7 @@ FHE_PARAMETERS: dict[str, Any] = {
     "pruning_budget": "exact",
     "neuron_removal": 0.0,
     "first_layer_density": "auto",
-    "n_init": 2,
+    "n_init": 1,
     "pruning_start": 0.1,
     "pruning_end": 0.6,
     "pruning_frequency": 1,

@@ -109,7 +109,7 @@ def test_n_init_is_a_parameter_like_any_other():
 
     model = NeuralNetClassifier(n_init=3)
     assert model.get_params()["n_init"] == 3 and clone(model).n_init == 3
-    assert NeuralNetClassifier().n_init == NeuralNetRegressor().n_init == 2
+    assert NeuralNetClassifier().n_init == NeuralNetRegressor().n_init == 1
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", None])
