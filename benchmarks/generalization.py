@@ -60,6 +60,7 @@ from grid import failed_runs, record_cell  # noqa: E402
 
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor  # noqa: E402
 from fhe_estimators.benchmarking import describe_environment, load_split  # noqa: E402
+from fhe_estimators.pbs_costs import load_pbs_costs  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -216,6 +217,7 @@ def ours(task: str, params: dict, data: tuple) -> dict:
     compile_s = time.perf_counter() - start - fit_s
     cost = getattr(model, "fhe_cost_", None)
     return {
+        "pbs_cost_table": "fallback" if load_pbs_costs().source == "fallback" else "measured",
         "simulated_score": float(model.score(X_test, y_test, fhe="simulate")),
         "clear_score": float(model.score(X_test, y_test, fhe="disable")),
         "train_score": float(model.score(X_train, y_train, fhe="disable")),
@@ -366,6 +368,22 @@ def float_notes(results: list[dict]) -> list[str]:
     return ["", *sorted(notes)] if notes else []
 
 
+def cost_table_note(grouped: dict[str, dict[str, dict]]) -> list[str]:
+    """Which PBS cost table each label's search priced its candidates with: the search keeps the cheapest
+    circuit within tolerance, so another table can choose another circuit and score differently."""
+    tables: dict[str, list[str]] = {}
+    for label, rows in grouped.items():
+        used = sorted({row.get("pbs_cost_table", "not recorded") for row in rows.values()})
+        tables.setdefault(" and ".join(used), []).append(label)
+    parts = [f"{table}: {', '.join(labels)}" for table, labels in tables.items()]
+    return [
+        "",
+        "The search prices candidates with the machine's PBS cost table (measured once and cached, else the "
+        "package's fallback), so runs with different tables can keep different circuits. Table per label ("
+        "'not recorded': runs before the field; docs/pruning.md says which table they had): " + "; ".join(parts) + ".",
+    ]
+
+
 def write_report(results: list[dict], path: Path) -> None:
     grouped = _by_label(results)
     results = [row for rows in grouped.values() for row in _ordered(rows)]  # without the rows replaced
@@ -381,6 +399,7 @@ def write_report(results: list[dict], path: Path) -> None:
         "train = ours in the clear on the training data."
         f" gap = best float − ours simulated; within {WITHIN} counts the sets where gap ≤ {WITHIN}. "
         "Documented: the sets the defaults were tuned on, which a change must not make worse.",
+        *cost_table_note(grouped),
         "",
         "Summary per label, over the sets it ran without error:",
         "",
