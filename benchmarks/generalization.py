@@ -373,7 +373,7 @@ def cost_table_note(grouped: dict[str, dict[str, dict]]) -> list[str]:
     circuit within tolerance, so another table can choose another circuit and score differently."""
     tables: dict[str, list[str]] = {}
     for label, rows in grouped.items():
-        used = sorted({row.get("pbs_cost_table", "not recorded") for row in rows.values()})
+        used = sorted({row.get("pbs_cost_table", "not recorded") for row in rows.values() if "error" not in row}) or ["no run"]
         tables.setdefault(" and ".join(used), []).append(label)
     parts = [f"{table}: {', '.join(labels)}" for table, labels in tables.items()]
     return [

@@ -40,7 +40,8 @@ from .outputs import OutputDecoder
 from .parameters import estimator_init
 from .persistence import PicklingMixin
 from .skorch_params import SkorchParametersMixin
-from .regularization import Regularization, given_first_layer_density, initialization_seed, resolve_regularization
+from .regularization import Regularization, given_first_layer_density, resolve_regularization
+from .regularization import draw_unseeded_fit_seed, fit_seed, initialization_seed
 from .validation import PRUNING_BUDGETS  # noqa: F401  (importable here as before)
 
 #: Rows of the training data kept to calibrate ``compile`` when no X is given.
@@ -105,6 +106,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         X = self._validate_X(X, reset=True)
         y = self._fit_targets(validation.check_y_given(y), len(X), classes)
         self._forget_compilation()
+        self._unseeded_fit_seed = draw_unseeded_fit_seed(self)
         if self.tighten and len(X) >= search.MIN_SAMPLES:
             # The search fits a copy and derives cheaper ones; the winner's fitted state becomes ours.
             winner = vars(search.tighten(self, X, y, **fit_params))
@@ -229,10 +231,9 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         self.n_train_samples_ = len(X)
         self.distillation_teacher_ = distillation.fit_teacher(self, X, y) if self.distillation else None
         rng = check_random_state(self.random_state)
-        if self.random_state is not None:
-            # An int seeds torch as given; a RandomState instance draws torch's seed.
-            seed = self.random_state if isinstance(self.random_state, numbers.Integral) else rng.randint(2**31)
-            torch.manual_seed(initialization_seed(int(seed), self.initialization_))
+        seed = fit_seed(self, rng)
+        if seed is not None:
+            torch.manual_seed(initialization_seed(seed, self.initialization_))
         self.calibration_X_ = self._calibration_sample(X, rng)
         self._forget_compilation()
         self.initialize()

@@ -140,18 +140,40 @@ def initialization_seed(seed: int, initialization: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(initialization)]).generate_state(1)[0] % 2**31)
 
 
+def fit_seed(estimator, rng) -> int | None:
+    """The seed torch starts a fit from: an int ``random_state`` as given, a RandomState's draw, and
+    with ``random_state=None`` the seed :func:`draw_unseeded_fit_seed` drew for this fit (None: torch
+    continues from its own state, as it always did)."""
+    if estimator.random_state is None:
+        return getattr(estimator, "_unseeded_fit_seed", None)
+    if isinstance(estimator.random_state, numbers.Integral):
+        return int(estimator.random_state)
+    return int(rng.randint(2**31))
+
+
+def draw_unseeded_fit_seed(estimator) -> int | None:
+    """With ``random_state=None`` and ``n_init > 1``, one seed for the whole fit (numpy's global
+    generator, as scikit-learn's None means), so that the initialization the hold-out keeps is the
+    one a plain fit then trains on all the rows; None otherwise."""
+    if estimator.random_state is None and estimator.n_init > 1:
+        return int(np.random.randint(2**31))
+    return None
+
+
 def best_initialization(
     estimator, X: np.ndarray, y: np.ndarray, train, holdout, first, first_rows: HoldoutRows | None = None, **fit_params
 ):
     """``first`` (a network fitted on ``train``, initialization 0) or one of ``n_init - 1`` more
     networks trained at its setting from other random weights, whichever the ``holdout`` rows prefer
     (:func:`~.holdout.choose_initialization`); every one's hold-out score in ``initialization_scores_``.
-    A hold-out under :data:`~.holdout.AUTO_INIT_MIN_HOLDOUT` rows cannot tell them apart: ``first``."""
+    With ``n_init=1``, or a hold-out under :data:`~.holdout.AUTO_INIT_MIN_HOLDOUT` rows (which cannot
+    tell them apart), ``first`` as it is."""
+    if estimator.n_init == 1 or len(holdout) < AUTO_INIT_MIN_HOLDOUT:
+        return first  # nothing to compare: the fit n_init=1 always made
     setting = Regularization(first.weight_decay_, first.first_layer_density_)
     models = [first]
     rows = [first_rows if first_rows is not None else holdout_rows(first, X[holdout], y[holdout])]
-    n_init = estimator.n_init if len(holdout) >= AUTO_INIT_MIN_HOLDOUT else 1
-    for initialization in range(1, n_init):
+    for initialization in range(1, estimator.n_init):
         models.append(fit_on_rows(estimator, X, y, train, setting, initialization, **fit_params))
         rows.append(holdout_rows(models[-1], X[holdout], y[holdout]))
     best = models[choose_initialization(rows)]
@@ -198,5 +220,5 @@ def resolve_regularization(estimator, X: np.ndarray, y: np.ndarray) -> HoldoutCh
         Regularization(best.weight_decay_, best.first_layer_density_),
         best.regularization_scores_,
         best.initialization_,
-        best.initialization_scores_,
+        getattr(best, "initialization_scores_", None),
     )

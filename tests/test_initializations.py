@@ -90,18 +90,47 @@ def test_one_initialization_trains_what_a_fit_always_trained(diabetes):
     np.testing.assert_array_equal(_first_layer(once), _first_layer(more))
 
 
-def test_the_search_compares_initializations_with_a_given_penalty_too():
+def test_the_search_compares_initializations_with_a_given_penalty_too(monkeypatch):
     X, y = make_regression(n_samples=560, n_features=6, noise=5.0, random_state=0)  # 105 hold-out rows
-    model = NeuralNetRegressor(**SMALL, n_init=2, optimizer__weight_decay=1e-3).fit(X / X.std(0), y)
-    assert len(model.initialization_scores_) == 2 and model.initialization_ in (0, 1)
-    assert model.initialization_scores_[model.initialization_] == max(model.initialization_scores_)  # R²: the best
+    X = X / X.std(0)
+    params = dict(SMALL, optimizer__weight_decay=1e-3, tighten_tolerance=0.0)
+    monkeypatch.setattr(regularization, "choose_initialization", lambda rows: 1)  # the second, whatever it scores
+    model = NeuralNetRegressor(**params, n_init=2).fit(X, y)
+    assert model.initialization_ == 1 and len(model.initialization_scores_) == 2
+    once = NeuralNetRegressor(**params, n_init=1).fit(X, y)
+    assert once.initialization_ == 0 and not hasattr(once, "initialization_scores_")
+    assert not np.array_equal(_first_layer(model), _first_layer(once))  # the kept network is the other one
+
+
+def test_the_regressor_keeps_the_initialization_of_best_r2():
+    rows = [HoldoutRows.of_regression(np.arange(6.0), np.arange(6.0) + noise) for noise in (0.5, 0.1, 0.3)]
+    assert holdout.choose_initialization(rows) == 1
 
 
 def test_a_hold_out_too_small_to_tell_keeps_the_first_initialization(diabetes):
     X_train, _, y_train, _ = diabetes  # 331 rows: 83 held out
     assert len(regularization.internal_split(y_train, False)[1]) < holdout.AUTO_INIT_MIN_HOLDOUT
     model = NeuralNetRegressor(**SMALL, n_init=3, optimizer__weight_decay=1e-3).fit(X_train, y_train)
-    assert model.initialization_ == 0 and len(model.initialization_scores_) == 1
+    assert model.initialization_ == 0 and not hasattr(model, "initialization_scores_")
+
+
+def test_without_a_random_state_the_plain_fit_still_trains_the_chosen_initialization(breast_cancer, monkeypatch):
+    # One seed is drawn for the whole fit, so initialization 1 of the hold-out is the one the fit on
+    # all the rows starts from (unseeded, it would start anywhere).
+    X_train, _, y_train, _ = breast_cancer
+    monkeypatch.setattr(regularization, "choose_initialization", lambda rows: 1)
+    seeds = []
+    manual_seed = torch.manual_seed
+    monkeypatch.setattr(estimators.torch, "manual_seed", lambda seed: (seeds.append(seed), manual_seed(seed))[1])
+    params = dict(SMALL, random_state=None, tighten=False, optimizer__weight_decay="auto")
+    model = NeuralNetClassifier(**params, n_init=2).fit(X_train, y_train)
+    base = model._unseeded_fit_seed
+    assert base is not None and model.initialization_ == 1
+    assert seeds[-1] == regularization.initialization_seed(base, 1) and seeds.count(base) == len(seeds) - 2
+    # With one initialization nothing is drawn: torch goes on from its own state, as before.
+    seeds.clear()
+    NeuralNetClassifier(**params, n_init=1).fit(X_train, y_train)
+    assert seeds == []
 
 
 def test_n_init_is_a_parameter_like_any_other():

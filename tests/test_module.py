@@ -34,3 +34,12 @@ def test_a_collapsed_input_scale_rounds_every_accumulator_to_zero_without_overfl
     rounded = QuantMLP._round_accumulator(z, linear, torch.tensor(2.0**-70), activation)
     assert torch.isfinite(rounded).all()
     assert rounded.flatten().tolist() == [0.25, 0.25]  # only the bias is left
+
+
+def test_the_most_bits_a_float32_ratio_asks_for_still_round_to_zero():
+    # A ratio just under float32's largest value asks for 128 bits; 2^128 is infinite in float32,
+    # which would make 0 x inf = nan without the cap (module.MAX_ROUNDED_BITS).
+    linear, activation = _layer(bias=0.0, weight_scale=1.0, output_scale=3.0e38)
+    z = torch.tensor([[5.0], [-9.0]])
+    rounded = QuantMLP._round_accumulator(z, linear, torch.tensor(1.0), activation)
+    assert rounded.flatten().tolist() == [0.0, 0.0]
