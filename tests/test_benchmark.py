@@ -138,3 +138,31 @@ def test_sparse_rule_study_applies_the_library_rule():
     assert holdout.SPARSE_STANDARD_ERRORS == 1.0  # restored after each rule
     text = study.report([by_one_row, by_ten_rows])
     assert "| both, 1 SE (default) |" in text and "| weakest, 0 SE |" in text
+
+
+def test_capacity_study_measures_and_reports(monkeypatch):
+    """One short fit per configuration: the row records what the fitted network needs (its layers'
+    accumulator widths within the budget, the cost model's latency), and the report's mean and
+    worst gap are computed from those rows against the float anchor."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import capacity_study as study
+
+    quick = {"tighten": False, "max_epochs": 3, "optimizer__weight_decay": 1e-4}
+    configurations = {
+        "narrow": {**quick, "hidden_layer_sizes": (4,)},
+        "wide": {**quick, "hidden_layer_sizes": (8,), "n_accum_bits": 12},
+    }
+    monkeypatch.setattr(study, "CONFIGURATIONS", configurations)
+    runs = [study.measure("wine", label, seed) for label in configurations for seed in (0, 1)]
+    for run, hidden, budget in zip(runs, [4, 4, 8, 8], [10, 10, 12, 12]):
+        assert run["hidden_layer_sizes"] == [hidden] and len(run["accumulator_bits"]) == 2
+        assert max(run["accumulator_bits"]) <= budget and 0 <= run["test_score"] <= 1
+        assert run["predicted_latency_s"] > 0 and run["predicted_pbs_count"] >= hidden
+    text = study.report(runs, {"float_32": 0.5, "float_100": 0.9, "best_float": 0.9})
+    narrow = [run["test_score"] for run in runs[:2]]
+    row = next(line for line in text.splitlines() if line.startswith("| narrow |"))
+    assert f"| {sum(narrow) / 2:.3f} | {0.9 - min(narrow):.3f} |" in row
+    assert "| wide |" in text and "(32,) 0.500, (100,) 0.900" in text
