@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # First: generalization sets one torch/BLAS thread before numpy is imported.
-from generalization import BASE_PARAMS, CLS, DATASETS, WITHIN, floats, load  # noqa: E402
+from generalization import BASE_PARAMS, CLS, DATASETS, RESULTS, WITHIN, floats, load  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -36,7 +36,6 @@ from fhe_estimators.cost import estimate_cost, load_pbs_costs  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
-RESULTS = Path("benchmarks/results")
 OUT = RESULTS / "capacity_study.json"
 #: (label, parameters over ``BASE_PARAMS``). The first is the defaults (with the search); the others
 #: train without it, so that what is measured is the network a width and a budget allow.
@@ -84,6 +83,9 @@ def report(runs: list[dict], anchors: dict) -> str:
     name = runs[0]["dataset"]
     best = anchors["best_float"]
     seeds = sorted({run["seed"] for run in runs})
+    by_label = {label: sorted((run for run in runs if run["configuration"] == label), key=lambda run: run["seed"])
+                for label in CONFIGURATIONS}
+    by_label = {label: rows for label, rows in by_label.items() if rows}
     lines = [
         f"# Width against accumulator bits on `{name}`",
         "",
@@ -98,10 +100,7 @@ def report(runs: list[dict], anchors: dict) -> str:
         f"{WITHIN} | accumulator bits | hidden neurons kept | predicted latency (s) | fit (s) | cost table |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for label in CONFIGURATIONS:
-        rows = sorted((run for run in runs if run["configuration"] == label), key=lambda run: run["seed"])
-        if not rows:
-            continue
+    for label, rows in by_label.items():
         scores = [run["test_score"] for run in rows]
         bits = np.max([run["accumulator_bits"] for run in rows], axis=0)
         hidden = sorted({tuple(run["hidden_layer_sizes"]) for run in rows})
@@ -115,11 +114,10 @@ def report(runs: list[dict], anchors: dict) -> str:
         )
     lines += ["", "Per fit, the setting the hold-out chose (penalty, first-layer density):", ""]
     lines += ["| configuration | " + " | ".join(f"seed {seed}" for seed in seeds) + " |", "|---|" + "---|" * len(seeds)]
-    for label in CONFIGURATIONS:
-        by_seed = {run["seed"]: run for run in runs if run["configuration"] == label}
-        if by_seed:
-            cells = [f"{by_seed[s]['weight_decay']:g}, {by_seed[s]['first_layer_density']:g}" if s in by_seed else "-" for s in seeds]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for label, rows in by_label.items():
+        by_seed = {run["seed"]: run for run in rows}
+        cells = [f"{by_seed[s]['weight_decay']:g}, {by_seed[s]['first_layer_density']:g}" if s in by_seed else "-" for s in seeds]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -144,8 +142,9 @@ def main() -> None:
                 args.out.write_text(json.dumps(runs, indent=1))
     dataset = runs[0]["dataset"]
     anchors = floats(DATASETS[dataset].task, load(dataset))
-    (RESULTS / "capacity_study.md").write_text(report(runs, anchors))
-    print((RESULTS / "capacity_study.md").read_text())
+    text = report(runs, anchors)
+    (RESULTS / "capacity_study.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
