@@ -44,6 +44,7 @@ from sklearn.utils import check_array
 
 from .outputs import OutputDecoder
 from .runtime import map_in_order, ready_concrete_for_this_thread
+from .validation import as_dense_float32
 
 CLIENT_DIR, SERVER_DIR, METADATA = "client", "server", "estimator.json"
 #: Format of a saved model directory (``estimator.json``).
@@ -335,7 +336,7 @@ class FHEClient:
 
     def encrypt(self, X) -> list[bytes]:
         """Quantize and encrypt each row of ``X``: one ciphertext per row."""
-        X = check_array(X, dtype=[np.float64, np.float32], force_all_finite=True).astype(np.float32)
+        X = as_dense_float32(check_array(X, accept_sparse=True, dtype=[np.float64, np.float32], force_all_finite=True))
         expected = self.metadata["n_features_in"]
         if X.shape[1] != expected:
             raise ValueError(f"X has {X.shape[1]} features, but this model is expecting {expected} features as input.")

@@ -333,7 +333,12 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         (:class:`.outputs.OutputDecoder` turns them into predictions)."""
         self._check_fitted()
         mode = runtime.check_fhe_mode(self.fhe if fhe is None else fhe)
-        X = self._validate_X(X, reset=False)
+        return self._validated_outputs(self._validate_X(X, reset=False), mode)
+
+    def _validated_outputs(self, X: np.ndarray, mode: str) -> np.ndarray:
+        """Raw outputs on rows ``fit`` already validated (float32): the internal hold-out scores
+        read these, without checking them again (a fit on a DataFrame would warn that the
+        arrays have no feature names)."""
         # Concrete's rounding changes what the network computes: with one, the clear mode
         # runs the compiled module too, so "disable", "simulate" and "execute" agree.
         needs_circuit = mode != "disable" or self._default_rounding() is not None

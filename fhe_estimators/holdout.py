@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from .outputs import OutputDecoder
+
 #: Fraction of the training data held out (at 100+ held-out rows one misclassified sample
 #: costs less than the search's default tolerance of 0.01).
 HOLDOUT_FRACTION = 0.25
@@ -106,11 +108,13 @@ class HoldoutRows:
 def holdout_rows(model, X: np.ndarray, y: np.ndarray, fhe: str = "disable") -> HoldoutRows:
     """Score ``model`` on ``X, y`` row by row, computed in the ``fhe`` mode.
 
-    ``y`` is encoded: class indices, or scaled targets (R² ignores the scaling).
+    ``X`` is rows ``fit`` validated; ``y`` is encoded: class indices, or scaled targets (R² ignores
+    the scaling).
     """
+    outputs = model._validated_outputs(X, fhe)
     if model._estimator_type == "classifier":
-        return HoldoutRows.of_classification(y, model.predict_proba(X, fhe=fhe))
-    return HoldoutRows.of_regression(y, model._network_outputs(X, fhe))
+        return HoldoutRows.of_classification(y, OutputDecoder.from_estimator(model).proba(outputs))
+    return HoldoutRows.of_regression(y, outputs)
 
 
 def paired_gap(best: np.ndarray, rows: np.ndarray) -> tuple[float, float]:

@@ -10,6 +10,8 @@ error messages live in one place. Parameters are checked against
 
 from __future__ import annotations
 
+import math
+import warnings
 from numbers import Integral, Real
 from typing import Callable
 
@@ -187,15 +189,82 @@ def validate_hyperparameters(estimator) -> None:
 
 
 def validate_X(estimator, X, *, reset: bool) -> np.ndarray:
-    """scikit-learn's checks on ``X`` (``reset``: learn ``n_features_in_``), as float32 for the network."""
-    X = estimator._validate_data(X, reset=reset, dtype=[np.float64, np.float32], force_all_finite=True)
-    X32 = X.astype(np.float32)
+    """scikit-learn's checks on ``X`` (``reset``: learn ``n_features_in_``), as dense float32 for the network.
+
+    A scipy sparse matrix (what ``OneHotEncoder`` hands a ``ColumnTransformer`` by default) is
+    densified: every first-layer neuron reads every input, in torch and in the circuit alike.
+    At ``fit`` (``reset``), columns far from a standardized scale get a warning
+    (:func:`warn_if_unscaled`).
+    """
+    check_numeric_columns(X)
+    X = estimator._validate_data(
+        X, reset=reset, accept_sparse=True, dtype=[np.float64, np.float32], force_all_finite=True
+    )
+    X32 = as_dense_float32(X)
     if not np.all(np.isfinite(X32)):
         raise ValueError(
             "X has values too large for float32 (the network's precision); rescale the features, "
             "e.g. with sklearn.preprocessing.StandardScaler."
         )
+    if reset:
+        warn_if_unscaled(X32, getattr(estimator, "feature_names_in_", None))
     return X32
+
+
+def as_dense_float32(X) -> np.ndarray:
+    """``X`` (an array or a scipy sparse matrix) as a dense float32 array."""
+    if hasattr(X, "toarray"):
+        X = X.toarray()
+    return np.asarray(X).astype(np.float32)
+
+
+def check_numeric_columns(X) -> None:
+    """A DataFrame's non-numeric columns, named: pandas' own error quotes a value, not its column.
+
+    Booleans, integers (nullable ones too) and floats are numbers; strings, categories and dates
+    must be encoded first.
+    """
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(dtypes, "items"):
+        return
+    other = [f"{name!r} ({dtype})" for name, dtype in dtypes.items() if getattr(dtype, "kind", "O") not in "biuf"]
+    if other:
+        raise ValueError(
+            f"X has non-numeric columns: {', '.join(other)}. The network reads numbers: encode them "
+            "first, e.g. with OneHotEncoder(handle_unknown='ignore') in a ColumnTransformer (docs/user_guide.md, "
+            "'Tabular data: categories and missing values')."
+        )
+
+
+#: A column whose root mean square exceeds this is not on the scale the input grid is sized for
+#: (a standardized column has 1, a one-hot or min-max scaled one at most 1).
+UNSCALED_RMS = 10.0
+
+
+def warn_if_unscaled(X: np.ndarray, feature_names=None) -> None:
+    """Warn when columns of ``X`` are far from a standardized scale.
+
+    The network reads every input on one power-of-two grid of at most 2^5 steps (the input
+    quantizer is per tensor), which training sizes to the bulk of the values. Columns on a much
+    larger scale are clipped to its ends, or the grid grows and the others fall between its
+    steps: raw numeric columns beside one-hot ones lost 0.05 test accuracy on the pipelines
+    benchmark's churn set (benchmarks/pipelines.py) that a StandardScaler gives back.
+    """
+    rms = np.sqrt(np.mean(np.square(X, dtype=np.float64), axis=0))
+    far = np.flatnonzero(rms > UNSCALED_RMS)
+    if far.size == 0:
+        return
+    names = [repr(feature_names[i]) if feature_names is not None else f"column {i}" for i in far[:5]]
+    listing = ", ".join(f"{name} ({rms[i]:.3g})" for name, i in zip(names, far[:5]))
+    more = f" and {far.size - 5} more" if far.size > 5 else ""
+    warnings.warn(
+        f"X has columns far from a standardized scale (root mean square in brackets, 1 when "
+        f"standardized): {listing}{more}. The network reads every input on one quantization grid of "
+        "a few bits, so these columns are clipped or the others lose their resolution. Standardize X "
+        "first, e.g. with StandardScaler in a Pipeline or ColumnTransformer.",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def check_y_given(y) -> np.ndarray:
@@ -222,6 +291,13 @@ def check_class_labels(y: np.ndarray, n_samples: int) -> np.ndarray:
     _check_n_samples(y, n_samples)
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or infinity.")
+    if y.dtype == object:
+        missing = np.flatnonzero([_is_missing(label) for label in y])
+        if missing.size:
+            raise ValueError(
+                f"y has {missing.size} missing labels (None or NaN), at rows {missing[:5].tolist()}"
+                f"{' ...' if missing.size > 5 else ''}: drop those rows (a classifier needs a class per sample)."
+            )
     try:
         check_classification_targets(y)
     except ValueError:
@@ -230,6 +306,11 @@ def check_class_labels(y: np.ndarray, n_samples: int) -> np.ndarray:
             "(use NeuralNetRegressor for continuous targets)."
         ) from None
     return y
+
+
+def _is_missing(label) -> bool:
+    """None, a float NaN or pandas' NA (not imported: only its type's name is checked)."""
+    return label is None or (isinstance(label, float) and math.isnan(label)) or type(label).__name__ == "NAType"
 
 
 def check_regression_targets(y: np.ndarray, n_samples: int) -> np.ndarray:

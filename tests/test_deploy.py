@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import sparse
 
 from fhe_estimators import (
     FHEClient,
@@ -60,6 +61,14 @@ def other_model(diabetes, tmp_path_factory):
     regressor.fit(X_train, y_train).compile()
     path = regressor.save(tmp_path_factory.mktemp("deploy") / "diabetes")
     return regressor, load(path), X_test
+
+
+def test_client_encrypts_a_sparse_row_like_its_dense_copy(classifier, deployed, iris_labels):
+    # A scipy sparse row (what a ColumnTransformer with one-hot columns hands over) is densified.
+    model, keys = deployed
+    _, X_test, _ = iris_labels
+    [result] = model.server.run_many(model.client.encrypt(sparse.csr_matrix(X_test[:1])), keys)
+    np.testing.assert_array_equal(model.client.decrypt([result]), classifier.predict(X_test[:1], fhe="simulate"))
 
 
 def test_client_server_exchange_through_bytes_on_disk_equals_simulation(classifier, deployed, iris_labels, tmp_path):

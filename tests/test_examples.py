@@ -88,3 +88,13 @@ def test_fastest_within_tolerance_example_runs():
 def test_remote_client_example_runs():
     out = run_example("remote_client.py", "--rows", "2", timeout=600).stdout
     assert "decrypted equals simulation: True" in out and "[service] stopped" in out
+
+
+@pytest.mark.fhe_execute
+def test_tabular_pipeline_example_runs():
+    result = run_example("tabular_pipeline.py", "--rows", "1", "--samples", "600")
+    assert "the network reads" in result.stdout and "csr_matrix" in result.stdout
+    clear, simulated = (float(x) for x in re.findall(r"accuracy, fhe='\w+': ([\d.]+)", result.stdout))
+    assert abs(clear - simulated) <= 0.02 and clear > 0.6
+    encrypted, simulated_row = re.search(r"encrypted predictions: \[(\d)\], simulated: \[(\d)\]", result.stdout).groups()
+    assert encrypted == simulated_row
