@@ -247,8 +247,8 @@ def warn_if_unscaled(X: np.ndarray, feature_names=None) -> None:
     The network reads every input on one power-of-two grid of at most 2^5 steps (the input
     quantizer is per tensor), which training sizes to the bulk of the values. Columns on a much
     larger scale are clipped to its ends, or the grid grows and the others fall between its
-    steps: raw numeric columns beside one-hot ones lost 0.05 test accuracy on the pipelines
-    benchmark's churn set (benchmarks/pipelines.py) that a StandardScaler gives back.
+    steps. On the churn set of benchmarks/pipelines.py, raw numeric columns beside one-hot ones
+    scored 0.625 test accuracy against 0.658 standardized (three seeds).
     """
     rms = np.sqrt(np.mean(np.square(X, dtype=np.float64), axis=0))
     far = np.flatnonzero(rms > UNSCALED_RMS)
