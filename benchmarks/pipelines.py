@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # First: generalization sets one torch/BLAS thread before numpy is imported.
-from generalization import BASE_PARAMS, CLS, RESULTS, WITHIN, describe_row, floats, ours_with_gap  # noqa: E402
+from generalization import BASE_PARAMS, CLS, RESULTS, WITHIN, _fmt, describe_row, floats, ours_with_gap  # noqa: E402
 from grid import failed_runs, record_cell  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -113,10 +113,6 @@ def run(seeds: list[int], sets: list[str], out: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- report
-def _fmt(value, spec: str = ".3f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def report_table(results: list[dict]) -> list[str]:
     lines = [
         "| data set | preprocessing | task | rows | features after preprocessing | sparse input | linear | boosting "
