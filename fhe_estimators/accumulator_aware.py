@@ -37,7 +37,7 @@ import torch
 from skorch.callbacks import Callback
 from torch.nn.utils import prune
 
-from .budget import accumulator_bounds, fits_signed
+from .budget import InputBound, accumulator_bounds, fits_signed
 from .circuit_plan import rounding_headroom
 from .module import masked_weight
 
@@ -47,7 +47,7 @@ MAX_PROJECTION_ROUNDS = 4
 BISECTION_STEPS = 14
 
 
-def _bounds(integers: np.ndarray, input_min: int, input_max: int) -> tuple[np.ndarray, np.ndarray]:
+def _bounds(integers: np.ndarray, input_min: InputBound, input_max: InputBound) -> tuple[np.ndarray, np.ndarray]:
     """``budget.accumulator_bounds`` row by row on float arrays (no bias: Concrete folds it into the lookup)."""
     at_min, at_max = integers * input_min, integers * input_max
     return np.minimum(at_min, at_max).sum(axis=-1), np.maximum(at_min, at_max).sum(axis=-1)
@@ -76,8 +76,8 @@ def fitting_factors(
     weights,
     scale: float,
     n_w_bits: int,
-    input_min: int,
-    input_max: int,
+    input_min: InputBound,
+    input_max: InputBound,
     n_bits: int,
     anchored=None,
     headroom: int = 0,
@@ -106,7 +106,7 @@ def fitting_factors(
 
     high = 2 ** (n_w_bits - 1) - 1
     low, top = bounds(np.clip(np.round(weights / scale), -high - 1, high))
-    if input_min == 0:
+    if np.all(np.asarray(input_min) >= 0):
         # Unsigned inputs: positive weights alone set the maximum, negative ones the minimum.
         rows = top > limit_high
         if rows.any():

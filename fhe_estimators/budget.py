@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Callable, Union
 
 import numpy as np
+
+#: An input range's end: one integer for every input of a layer, or one per input (array).
+InputBound = Union[int, np.ndarray]
 
 #: Largest table-lookup input Concrete can compile (in bits).
 CONCRETE_MAX_BITS = 16
@@ -59,21 +63,33 @@ def omega(n_accum_bits: int, n_w_bits: int, n_a_bits: int) -> int:
     return value
 
 
-def default_input_bits(n_features: int, n_w_bits: int, n_a_bits: int, n_accum_bits: int) -> int:
+def default_input_bits(
+    n_features: int,
+    n_w_bits: int,
+    n_a_bits: int,
+    n_accum_bits: int,
+    column_magnitudes: Callable[[int], np.ndarray] | None = None,
+) -> int:
     """Input bit-width when the user does not choose one: the widest, up to
     :data:`MAX_FREE_INPUT_BITS` (or ``n_a_bits + 1`` when that is wider), at which the first layer
     still fits ``n_accum_bits`` with *no* pruning (``n_features``: the inputs a first-layer neuron
     may keep; fewer with a sparse first layer), and ``n_a_bits`` when not even one bit more fits.
 
     The worst case is every weight at its most negative integer times every
-    input at its most negative one: ``n_features · 2^(n_w−1) · 2^(b−1)``. When
-    that fits, the extra input precision is free (nothing must be pruned for
-    it, at ``n_accum_bits``; the search's narrower widths keep the input and
+    input at its largest magnitude: ``n_features · 2^(n_w−1) · 2^(b−1)``, or, given
+    ``column_magnitudes`` (bits -> each column's largest integer magnitude at that width), the
+    ``n_features`` largest of them in place of ``2^(b−1)`` each: a one-hot column that reads as
+    0 or 4 counts 4, not 16. When that fits, the extra input precision is free (nothing must be
+    pruned for it, at ``n_accum_bits``; the search's narrower widths keep the input and
     prune for it); when it does not, inputs keep ``n_a_bits`` and pruning keeps its room.
     """
     widest = max(n_a_bits + 1, MAX_FREE_INPUT_BITS)
     for bits in range(widest, n_a_bits, -1):
-        if n_features * 2 ** (n_w_bits - 1) * 2 ** (bits - 1) <= 2 ** (n_accum_bits - 1) - 1:
+        if column_magnitudes is None:
+            inputs = n_features * 2 ** (bits - 1)
+        else:
+            inputs = int(np.sort(np.asarray(column_magnitudes(bits), dtype=np.int64))[::-1][:n_features].sum())
+        if inputs * 2 ** (n_w_bits - 1) <= 2 ** (n_accum_bits - 1) - 1:
             return bits
     return n_a_bits
 
@@ -90,23 +106,28 @@ def first_layer_cap(n_inputs: int, density: float) -> int:
 
 
 def accumulator_bounds(
-    weights: np.ndarray, bias: np.ndarray | None, input_min: int, input_max: int
+    weights: np.ndarray, bias: np.ndarray | None, input_min: InputBound, input_max: InputBound
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-neuron (min, max) of ``W @ x + b`` over all integer ``x`` in range.
 
-    ``weights`` is the integer matrix of shape (n_neurons, fan_in). Each term
-    ``w·x`` reaches its extremes at an end of ``[input_min, input_max]``, and the
+    ``weights`` is the integer matrix of shape (n_neurons, fan_in); ``input_min`` and
+    ``input_max`` are one range for every input or one per input (arrays of length fan_in).
+    Each term ``w·x`` reaches its extremes at an end of its input's range, and the
     terms are independent, so summing the per-term extremes is exact (and never
     looser than ``Σ|w|·max|x| + |b|``).
     """
     weights = np.asarray(weights, dtype=np.int64)
-    at_min, at_max = weights * int(input_min), weights * int(input_max)
+    at_min, at_max = weights * _as_int(input_min), weights * _as_int(input_max)
     low = np.minimum(at_min, at_max).sum(axis=1)
     high = np.maximum(at_min, at_max).sum(axis=1)
     if bias is not None:
         bias = np.asarray(bias, dtype=np.int64)
         low, high = low + bias, high + bias
     return low, high
+
+
+def _as_int(bound: InputBound) -> np.ndarray:
+    return np.asarray(bound, dtype=np.int64)
 
 
 def signed_bit_width(low, high) -> np.ndarray:
@@ -130,8 +151,8 @@ def fits_signed(low, high, n_bits: int) -> np.ndarray:
 def enforce_accumulator_budget(
     weights: np.ndarray,
     bias: np.ndarray | None,
-    input_min: int,
-    input_max: int,
+    input_min: InputBound,
+    input_max: InputBound,
     n_accum_bits: int,
     headroom: int = 0,
 ) -> np.ndarray:
@@ -163,7 +184,7 @@ def enforce_accumulator_budget(
 
 
 def largest_weights_that_fit(
-    weights: np.ndarray, magnitudes: np.ndarray, input_min: int, input_max: int, n_accum_bits: int
+    weights: np.ndarray, magnitudes: np.ndarray, input_min: InputBound, input_max: InputBound, n_accum_bits: int
 ) -> np.ndarray:
     """Per neuron: how many of its largest weights fit ``n_accum_bits`` exactly.
 
@@ -176,7 +197,10 @@ def largest_weights_that_fit(
     weights = np.asarray(weights, dtype=np.int64)
     order = np.argsort(-np.asarray(magnitudes), axis=1, kind="stable")
     ranked = np.take_along_axis(weights, order, axis=1)
-    at_min, at_max = ranked * int(input_min), ranked * int(input_max)
+    ranked_min, ranked_max = (
+        np.take_along_axis(np.broadcast_to(_as_int(bound), weights.shape), order, axis=1) for bound in (input_min, input_max)
+    )
+    at_min, at_max = ranked * ranked_min, ranked * ranked_max
     low = np.cumsum(np.minimum(at_min, at_max), axis=1)
     high = np.cumsum(np.maximum(at_min, at_max), axis=1)
     return fits_signed(low, high, n_accum_bits).sum(axis=1)

@@ -42,6 +42,7 @@ def demo(n_encrypted: int = 3) -> int:
 
     from . import NeuralNetClassifier
     from . import runtime
+    from .input_grid import clip_to_bounds
 
     X, y = load_breast_cancer(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
@@ -73,8 +74,9 @@ def demo(n_encrypted: int = 3) -> int:
     print(f"\nKey generation: {runtime.keygen(quantized):.2f} s")
     simulated = model.predict(X_test[:n_encrypted], fhe="simulate")
     mismatches = []
+    readable = clip_to_bounds(X_test, model.input_bounds_)  # rows as predict reads them
     for index in range(n_encrypted):
-        run = runtime.run_encrypted_steps(quantized, X_test[index])
+        run = runtime.run_encrypted_steps(quantized, readable[index])
         label = model.classes_[int(np.argmax(run.outputs))]
         if label != simulated[index]:
             mismatches.append(index)

@@ -42,6 +42,7 @@ from typing import Sequence
 import numpy as np
 from sklearn.utils import check_array
 
+from .input_grid import clip_to_bounds
 from .outputs import OutputDecoder
 from .runtime import map_in_order, ready_concrete_for_this_thread
 from .validation import as_dense_float32
@@ -169,6 +170,9 @@ def _postprocessing(estimator) -> dict:
     """What the client needs to turn decrypted outputs into what ``predict`` returns
     (the ``classes`` or ``target`` entry is :meth:`OutputDecoder.to_dict`)."""
     info = {"estimator": type(estimator).__name__, "n_features_in": int(estimator.n_features_in_)}
+    bounds = getattr(estimator, "input_bounds_", None)
+    if bounds is not None:  # the client clips rows to them, as predict does
+        info["input_bounds"] = [[float(value) for value in end] for end in bounds]
     return {**info, **OutputDecoder.from_estimator(estimator).to_dict()}
 
 
@@ -335,11 +339,13 @@ class FHEClient:
         return blob
 
     def encrypt(self, X) -> list[bytes]:
-        """Quantize and encrypt each row of ``X``: one ciphertext per row."""
+        """Quantize and encrypt each row of ``X`` (clipped to the training range, as ``predict``
+        reads it): one ciphertext per row."""
         X = as_dense_float32(check_array(X, accept_sparse=True, dtype=[np.float64, np.float32], force_all_finite=True))
         expected = self.metadata["n_features_in"]
         if X.shape[1] != expected:
             raise ValueError(f"X has {X.shape[1]} features, but this model is expecting {expected} features as input.")
+        X = clip_to_bounds(X, self.metadata.get("input_bounds"))  # read as the estimator's predict reads it
         key_set = self.key_set  # generates the keys if needed
         return [
             seal("ciphertext", self.model_id, self._client.quantize_encrypt_serialize(row[None, :]), key_set=key_set)

@@ -30,7 +30,7 @@ from sklearn.utils import check_random_state
 from . import compilation, runtime
 from . import distillation, finalize, search, targets, validation
 from .budget import default_input_bits, first_layer_cap, omega
-from .input_grid import resolve_input_scale
+from .input_grid import clip_to_bounds, column_bounds, column_magnitudes, mse_input_scale, resolve_input_scale
 from .budget_policies import make_budget_policy
 from .holdout import AUTO_WEIGHT_DECAYS  # noqa: F401  (importable here as before)
 from .cost import estimate_cost
@@ -106,6 +106,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         X = self._validate_X(X, reset=True)
         y = self._fit_targets(validation.check_y_given(y), len(X), classes)
         self._forget_compilation()
+        self.input_bounds_ = column_bounds(X)  # before the search: its fits on parts share it
         self._unseeded_fit_seed = draw_unseeded_fit_seed(self)
         if self.tighten and len(X) >= search.MIN_SAMPLES:
             # The search fits a copy and derives cheaper ones; the winner's fitted state becomes ours.
@@ -135,7 +136,8 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         Its callbacks see encoded labels and standardized targets; they score the torch
         network (``net.forward``), never ``predict`` (see :mod:`.callbacks`).
         """
-        skorch.NeuralNet.partial_fit(self, X, y, **fit_params)
+        # New rows of partial_fit are read as predictions read them: within the first fit's range.
+        skorch.NeuralNet.partial_fit(self, self._read_inputs(X), y, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """skorch's loss, mixed with the distance to the float teacher's outputs while training
@@ -150,13 +152,25 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         pass
 
     # ------------------------------------------------------------------ training
-    def _input_bits(self) -> int:
+    def _input_bits(self, X: np.ndarray) -> int:
         """``n_input_bits``, or the free extra bits of :func:`budget.default_input_bits`, judged on
-        the inputs a first-layer neuron may keep (all, or its ``first_layer_density_`` share)."""
+        the inputs a first-layer neuron may keep (all, or its ``first_layer_density_`` share),
+        each counted by the integers its training range reads as (:func:`_expected_step`)."""
         if self.n_input_bits is not None:
             return self.n_input_bits
         kept_inputs = first_layer_cap(self.n_features_in_, self.first_layer_density_)
-        return default_input_bits(kept_inputs, self.n_w_bits, self.n_a_bits, self.n_accum_bits)
+
+        def magnitudes(bits: int) -> np.ndarray:
+            return column_magnitudes(self.input_bounds_, bits, self._expected_step(X, bits))
+
+        return default_input_bits(kept_inputs, self.n_w_bits, self.n_a_bits, self.n_accum_bits, magnitudes)
+
+    def _expected_step(self, X: np.ndarray, bits: int) -> float:
+        """The input step expected at ``bits`` before training: the fixed one, else the
+        MSE step of ``input_scale="auto"``, halved for a learned one (it settled one power of
+        two finer on every standardized set measured: :mod:`.input_grid`)."""
+        step = resolve_input_scale(self.input_scale, X, bits)
+        return step if step is not None else mse_input_scale(X, bits) / 2
 
     def _hidden_sizes(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
@@ -172,6 +186,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
             n_a_bits=self.n_a_bits,
             n_input_bits=self.n_input_bits_,
             input_scale=self.input_scale_,
+            input_bounds=self.input_bounds_,
             collect_stats_steps=self._stats_steps(),
         ).to(self.device)
         return self
@@ -206,26 +221,34 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         y: np.ndarray,
         regularization: Regularization | None = None,
         initialization: int = 0,
+        input_bits: int | None = None,
         **fit_params,
     ):
         """Shared tail of ``fit``: budget, seed, skorch training loop, finalize.
 
         ``regularization`` overrides the parameters' (numbers, or "auto" resolved on a hold-out,
-        which then also picks the ``initialization``: which of ``n_init`` seeds torch draws from).
+        which then also picks the ``initialization``: which of ``n_init`` seeds torch draws from,
+        and may pick a finer input than the width rule's: ``input_bits``).
         """
-        vars(self).pop("regularization_scores_", None)
-        vars(self).pop("initialization_scores_", None)
+        for stale in ("regularization_scores_", "initialization_scores_", "input_bits_scores_"):
+            vars(self).pop(stale, None)
         if regularization is None:
             choice = resolve_regularization(self, X, y)
-            regularization, initialization = choice.setting, choice.initialization
-            if choice.scores is not None:
-                self.regularization_scores_ = choice.scores
-            if choice.initialization_scores is not None:
-                self.initialization_scores_ = choice.initialization_scores
+            regularization, initialization, input_bits = choice.setting, choice.initialization, choice.input_bits
+            for name, scores in [
+                ("regularization_scores_", choice.scores),
+                ("initialization_scores_", choice.initialization_scores),
+                ("input_bits_scores_", choice.input_bits_scores),
+            ]:
+                if scores is not None:
+                    setattr(self, name, scores)
+        if not hasattr(self, "input_bounds_"):
+            self.input_bounds_ = column_bounds(X)
         self.initialization_ = int(initialization)
         self.weight_decay_ = float(regularization.weight_decay)
         self.first_layer_density_ = float(regularization.first_layer_density)
-        self.n_input_bits_ = self._input_bits()  # a sparse first layer may leave room for a finer input
+        # A sparse first layer may leave room for a finer input; the hold-out may choose one too.
+        self.n_input_bits_ = self._input_bits(X) if input_bits is None else int(input_bits)
         self.input_scale_ = resolve_input_scale(self.input_scale, X, self.n_input_bits_)
         self._set_accumulator_budget(self.n_accum_bits)
         self.n_train_samples_ = len(X)
@@ -285,7 +308,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         and ``p_error`` default to the constructor's values.
         """
         self._check_fitted()
-        calibration = self.calibration_X_ if X is None else self._validate_X(X, reset=False)
+        calibration = self.calibration_X_ if X is None else self._read_inputs(self._validate_X(X, reset=False))
         if len(calibration) == 0:
             raise ValueError("compile needs at least one calibration sample; X is empty.")
         rounding = self._default_rounding() if rounding_threshold_bits is _USE_PARAM else rounding_threshold_bits
@@ -335,12 +358,18 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         mode = runtime.check_fhe_mode(self.fhe if fhe is None else fhe)
         return self._validated_outputs(self._validate_X(X, reset=False), mode)
 
+    def _read_inputs(self, X: np.ndarray) -> np.ndarray:
+        """Validated rows as the network reads them: clipped to the training range
+        (:func:`~.input_grid.clip_to_bounds`; models fitted before it was kept read them as given)."""
+        return clip_to_bounds(X, getattr(self, "input_bounds_", None))
+
     def _validated_outputs(self, X: np.ndarray, mode: str) -> np.ndarray:
         """Raw outputs on rows ``fit`` already validated (float32): the internal hold-out scores
         read these, without checking them again (a fit on a DataFrame would warn that the
         arrays have no feature names)."""
         # Concrete's rounding changes what the network computes: with one, the clear mode
         # runs the compiled module too, so "disable", "simulate" and "execute" agree.
+        X = self._read_inputs(X)
         needs_circuit = mode != "disable" or self._default_rounding() is not None
         if needs_circuit and not hasattr(self, "quantized_module_"):
             if self.verbose > 0:

@@ -59,6 +59,11 @@ REGULARIZATION_STANDARD_ERRORS = 1.0
 #: 0.972 to 0.944 test accuracy; at one standard error, over 36 fits (9 data sets x 4 seeds,
 #: benchmarks/results/sparse_rule_study.md) 15 choices changed, none lost test score, mean +0.011.
 SPARSE_STANDARD_ERRORS = 1.0
+#: Paired standard errors by which a finer model input (:data:`~.budget.MAX_FREE_INPUT_BITS`)
+#: must beat the width rule's: it costs the first layer pruning, which only a clear win pays for
+#: (house prices, 41 mostly one-hot columns: 3-bit inputs held a float MLP to R² 0.89, 5-bit ones
+#: gained 0.03 on the hold-out and 0.01-0.05 on the test split; docs/pruning.md).
+FINER_INPUT_STANDARD_ERRORS = SPARSE_STANDARD_ERRORS
 
 
 def internal_split(y: np.ndarray, classifier: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -184,6 +189,12 @@ def choose_penalty(rows: dict):
     mean R² wins.
     """
     return _likeliest_of_ties(rows, _strength)
+
+
+def prefers_finer_input(finer: HoldoutRows, rule: HoldoutRows) -> bool:
+    """Whether the network with the finer input beats the width rule's by more than
+    :data:`FINER_INPUT_STANDARD_ERRORS` paired standard errors on the hold-out."""
+    return _beats(finer.score, rule.score, FINER_INPUT_STANDARD_ERRORS)
 
 
 def choose_initialization(rows: list[HoldoutRows]) -> int:

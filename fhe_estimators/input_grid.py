@@ -93,3 +93,41 @@ def check_input_scale(value) -> float:
             "rescale the features (e.g. with sklearn.preprocessing.StandardScaler)."
         )
     return float(value)
+
+
+#: Per input column, the lowest and the highest value the network reads it at.
+ColumnBounds = tuple[np.ndarray, np.ndarray]
+
+
+def column_bounds(X: np.ndarray) -> ColumnBounds:
+    """Each column's (min, max) over the training rows: the range the network reads it in.
+
+    Inputs are clipped to it before quantization (:func:`clip_to_bounds`), so the accumulator
+    bounds may count a column by what it can produce: a one-hot or missing-value indicator column
+    (0 or 1) widens a neuron's sum on one side, by ``|w| / step``, instead of both, by
+    ``|w| · 2^(n_input_bits-1)`` (:meth:`~fhe_estimators.module.QuantMLP.first_input_range`).
+    """
+    X = np.asarray(X, dtype=np.float32)
+    return X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
+
+
+def clip_to_bounds(X: np.ndarray, bounds: ColumnBounds | None) -> np.ndarray:
+    """``X`` (float32) with every column clipped to its training range, as the network reads it.
+
+    A value beyond the range the model was trained on reads as the range's end, as a tree
+    model reads it; the FHE guarantee counts on it. Rows inside the range are unchanged.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    if bounds is None:
+        return X
+    lowest, highest = (np.asarray(end, dtype=np.float32) for end in bounds)
+    return np.clip(X, lowest, highest)
+
+
+def column_magnitudes(bounds: ColumnBounds, n_bits: int, step: float) -> np.ndarray:
+    """Each column's largest integer magnitude when its range ``bounds`` is read as signed
+    ``n_bits`` integers times ``step`` (what the input-width rule counts, per column)."""
+    low, high = -(2 ** (n_bits - 1)), 2 ** (n_bits - 1) - 1
+    lowest = np.clip(np.floor(np.asarray(bounds[0]) / step), low, high)
+    highest = np.clip(np.ceil(np.asarray(bounds[1]) / step), low, high)
+    return np.maximum(np.abs(lowest), np.abs(highest)).astype(np.int64)

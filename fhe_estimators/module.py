@@ -30,6 +30,7 @@ import torch
 from concrete.ml.quantization.qat_quantizers import Int8ActPerTensorPoT, Int8WeightPerTensorPoT
 from torch import nn
 
+from .budget import InputBound
 from .input_grid import check_input_scale
 
 
@@ -43,8 +44,8 @@ class IntegerLayer:
     """What a linear layer looks like to the FHE circuit: integers only."""
 
     weights: np.ndarray  # (n_neurons, fan_in) integer weights
-    input_min: int  # smallest integer its input quantizer can produce
-    input_max: int  # largest integer its input quantizer can produce
+    input_min: InputBound  # smallest integer each input can take (one for all, or per column)
+    input_max: InputBound  # largest integer each input can take
 
 
 def masked_weight(linear: nn.Module) -> torch.Tensor:
@@ -66,6 +67,10 @@ class QuantMLP(nn.Module):
     n_input_bits : bit-width of the model input (default: ``n_a_bits``).
     input_scale : a fixed power-of-two step for the model input (:mod:`~.input_grid`); None
         lets brevitas learn it.
+    input_bounds : per input column, the (lowest, highest) values it is read at (the
+        estimator clips inputs to its training data's range, :func:`~.input_grid.clip_to_bounds`),
+        which narrow each column's integer range in the accumulator bounds; None: the
+        quantizer's full range for every column.
     collect_stats_steps : training steps over which each activation quantizer
         measures its input range before its scale becomes a learned parameter.
         Until then the scale is not settled, so it must end well before training
@@ -82,6 +87,7 @@ class QuantMLP(nn.Module):
         collect_stats_steps: int = 300,
         n_input_bits: int | None = None,
         input_scale: float | None = None,
+        input_bounds: tuple[Sequence[float], Sequence[float]] | None = None,
     ):
         super().__init__()
         #: What rebuilds an identical module (brevitas layers do not pickle; see ``to_state``).
@@ -94,7 +100,9 @@ class QuantMLP(nn.Module):
             collect_stats_steps=collect_stats_steps,
             n_input_bits=n_input_bits,
             input_scale=input_scale,
+            input_bounds=None if input_bounds is None else tuple(list(map(float, end)) for end in input_bounds),
         )
+        self.input_bounds = None if input_bounds is None else tuple(np.asarray(end, dtype=np.float64) for end in input_bounds)
         self.n_w_bits = n_w_bits
         self.n_a_bits = n_a_bits
         self.n_input_bits = n_a_bits if n_input_bits is None else n_input_bits
@@ -210,11 +218,32 @@ class QuantMLP(nn.Module):
         finally:
             self.round_like_concrete = previous
 
-    def input_ranges(self) -> list[tuple[int, int]]:
-        """Integer range of each linear layer's input, as its quantizer defines it."""
-        first = (-(2 ** (self.n_input_bits - 1)), 2 ** (self.n_input_bits - 1) - 1)
+    def input_ranges(self) -> list[tuple[InputBound, InputBound]]:
+        """Integer range of each linear layer's input: the first layer's per column
+        (:meth:`first_input_range`), the others' as their activation quantizer defines it."""
         hidden = (0, 2**self.n_a_bits - 1)
-        return [first] + [hidden] * (len(self.linears) - 1)
+        return [self.first_input_range()] + [hidden] * (len(self.linears) - 1)
+
+    @torch.no_grad()
+    def first_input_range(self) -> tuple[InputBound, InputBound]:
+        """Integer range of the model input: the quantizer's signed range, narrowed per column to
+        what the column's ``input_bounds`` can produce at the current step.
+
+        A one-hot or indicator column (training values 0 and 1) then reads as 0 or ``1 / step``
+        (0..4 at a 0.25 step) instead of -16..15 at 5 bits: its weight widens only one side of
+        the accumulator, and far less. Floor and ceiling keep the range a superset of what any
+        rounding of a clipped input gives."""
+        low, high = -(2 ** (self.n_input_bits - 1)), 2 ** (self.n_input_bits - 1) - 1
+        if self.input_bounds is None:
+            return low, high
+        scale = float(self.input_quant.quant_act_scale())
+        if not math.isfinite(scale) or scale <= 0:
+            return low, high
+        lowest, highest = self.input_bounds
+        return (
+            np.clip(np.floor(lowest / scale), low, high).astype(np.int64),
+            np.clip(np.ceil(highest / scale), low, high).astype(np.int64),
+        )
 
     @torch.no_grad()
     def extreme_inputs(self) -> np.ndarray:

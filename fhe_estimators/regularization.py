@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .budget import first_layer_cap
+from .budget import MAX_FREE_INPUT_BITS, first_layer_cap
 from .holdout import (
     AUTO_FIRST_LAYER_DENSITIES,
     AUTO_INIT_MIN_HOLDOUT,
@@ -46,6 +46,7 @@ from .holdout import (
     choose_regularization,
     holdout_rows,
     internal_split,
+    prefers_finer_input,
 )
 
 #: The L2 penalty when "auto" has too few rows to choose (it keeps weights small, which is what
@@ -69,6 +70,9 @@ class HoldoutChoice(NamedTuple):
     scores: dict | None = None
     initialization: int = 0
     initialization_scores: list | None = None
+    #: The model input's width the hold-out chose (:func:`finer_input`); None: the width rule's.
+    input_bits: int | None = None
+    input_bits_scores: dict | None = None
 
 
 def weight_decay_parameter(estimator):
@@ -121,14 +125,21 @@ def sparse_candidates(estimator, n_inputs: int, n_holdout: int, penalty: float) 
 
 
 def fit_on_rows(
-    estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray, regularization=None, initialization: int = 0, **fit_params
+    estimator,
+    X: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    regularization=None,
+    initialization: int = 0,
+    input_bits: int | None = None,
+    **fit_params,
 ):
     """A copy of ``estimator`` fitted (plainly: no search) on ``X[rows], y[rows]`` (``y`` encoded)."""
     model = copy.deepcopy(estimator)
     # A refit must not score with the rounding an earlier search chose.
     model.rounding_threshold_bits_ = estimator.rounding_threshold_bits
     return model._fit_prepared(
-        X[rows], y[rows], regularization=regularization, initialization=initialization, **fit_params
+        X[rows], y[rows], regularization=regularization, initialization=initialization, input_bits=input_bits, **fit_params
     )
 
 
@@ -174,7 +185,7 @@ def best_initialization(
     models = [first]
     rows = [first_rows if first_rows is not None else holdout_rows(first, X[holdout], y[holdout])]
     for initialization in range(1, estimator.n_init):
-        models.append(fit_on_rows(estimator, X, y, train, setting, initialization, **fit_params))
+        models.append(fit_on_rows(estimator, X, y, train, setting, initialization, first.n_input_bits_, **fit_params))
         rows.append(holdout_rows(models[-1], X[holdout], y[holdout]))
     best = models[choose_initialization(rows)]
     best.initialization_scores_ = [float(np.mean(r.score)) for r in rows]
@@ -199,9 +210,33 @@ def fit_best_on_holdout(estimator, X: np.ndarray, y: np.ndarray, train, holdout,
     penalty = choose_penalty(rows).weight_decay
     try_settings(sparse_candidates(estimator, X.shape[1], len(holdout), penalty))
     chosen, scores = choose_regularization(rows)
-    best = best_initialization(estimator, X, y, train, holdout, fits[chosen], rows[chosen], **fit_params)
+    first, first_rows, input_scores = finer_input(estimator, X, y, train, holdout, fits[chosen], rows[chosen], **fit_params)
+    best = best_initialization(estimator, X, y, train, holdout, first, first_rows, **fit_params)
     best.regularization_scores_ = {tuple(setting): score for setting, score in scores.items()}
+    if input_scores is not None:
+        best.input_bits_scores_ = input_scores
     return best
+
+
+def finer_input(estimator, X: np.ndarray, y: np.ndarray, train, holdout, first, first_rows: HoldoutRows, **fit_params):
+    """``first`` (fitted on ``train`` at the chosen setting, its input as wide as the width rule
+    gives) or the same setting with a :data:`~.budget.MAX_FREE_INPUT_BITS`-bit input, when that
+    beats it clearly on the hold-out (:func:`~.holdout.prefers_finer_input`); with both rows and
+    scores ``{bits: hold-out score}`` (None when nothing was compared).
+
+    The rule gives an input only the bits the first layer fits *unpruned*; on many columns
+    (a one-hot matrix) that is 3, coarse for a continuous feature that carries the target. Tried
+    only with ``n_input_bits=None`` and a hold-out of at least :data:`~.holdout.AUTO_SPARSE_MIN_HOLDOUT` rows.
+    """
+    if estimator.n_input_bits is not None or len(holdout) < AUTO_SPARSE_MIN_HOLDOUT or first.n_input_bits_ >= MAX_FREE_INPUT_BITS:
+        return first, first_rows, None
+    setting = Regularization(first.weight_decay_, first.first_layer_density_)
+    finer = fit_on_rows(estimator, X, y, train, setting, first.initialization_, MAX_FREE_INPUT_BITS, **fit_params)
+    finer_rows = holdout_rows(finer, X[holdout], y[holdout])
+    scores = {int(first.n_input_bits_): float(np.mean(first_rows.score)), MAX_FREE_INPUT_BITS: float(np.mean(finer_rows.score))}
+    if prefers_finer_input(finer_rows, first_rows):
+        return finer, finer_rows, scores
+    return first, first_rows, scores
 
 
 def resolve_regularization(estimator, X: np.ndarray, y: np.ndarray) -> HoldoutChoice:
@@ -221,4 +256,6 @@ def resolve_regularization(estimator, X: np.ndarray, y: np.ndarray) -> HoldoutCh
         best.regularization_scores_,
         best.initialization_,
         getattr(best, "initialization_scores_", None),
+        best.n_input_bits_,
+        getattr(best, "input_bits_scores_", None),
     )

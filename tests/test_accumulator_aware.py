@@ -15,11 +15,12 @@ from fhe_estimators.budget import accumulator_bounds, fits_signed
 from fhe_estimators.module import QuantMLP
 from fhe_estimators.validation import PRUNING_BUDGETS
 
-# Wide inputs, so that 8-bit accumulators bind in the first layer: the exact mode must prune there.
+# Wide inputs, so that 7-bit accumulators bind in the first layer: the exact mode must prune there.
 N_FEATURES = 48
 # A constant learning rate and no float pre-training: the comparison of the two modes below was
 # made that way (with the cosine schedule the exact mode keeps as many weights here).
-SMALL = dict(hidden_layer_sizes=(8,), n_accum_bits=8, max_epochs=10, tighten=False, random_state=0, lr_schedule=None, float_pretraining=0)
+BUDGET = 7
+SMALL = dict(hidden_layer_sizes=(8,), n_accum_bits=BUDGET, max_epochs=10, tighten=False, random_state=0, lr_schedule=None, float_pretraining=0)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def test_l1_mode_shrinks_where_exact_prunes_and_the_check_drops_nothing(both_mod
     assert float_kept["l1"] > float_kept["exact"]
     assert sum(layer["dropped_by_check"] for layer in l1.pruning_report_) <= 2
     assert all(layer["budget"] == "l1" for layer in l1.pruning_report_)
-    assert max(l1.accumulator_bits_) <= 8
+    assert max(l1.accumulator_bits_) <= BUDGET
     assert all_fit(l1) and all_fit(exact)
     assert sum(l1.history[:, "shrunk_neurons"]) > 0  # the projection did work during training
 
@@ -111,7 +112,7 @@ def test_l1_mode_shrinks_where_exact_prunes_and_the_check_drops_nothing(both_mod
 def test_the_multiplier_cap_still_applies_in_l1_mode(wide):
     X_train, _, y_train, _ = wide
     model = NeuralNetClassifier(pruning_budget="l1", n_hidden_neurons_multiplier=1, **SMALL).fit(X_train, y_train)
-    caps = [min(N_FEATURES, omega(8, 3, 3)), min(8, omega(8, 3, 3))]
+    caps = [min(N_FEATURES, omega(BUDGET, 3, 3)), min(8, omega(BUDGET, 3, 3))]
     assert model.max_nonzero_per_neuron_ == caps
     for layer, cap in zip(model.module_.linears, caps):
         assert np.count_nonzero(layer.weight.detach().numpy(), axis=1).max() <= cap
@@ -127,14 +128,14 @@ def test_callback_only_in_l1_mode_and_follows_the_budget_in_force(both_modes, wi
     import copy
 
     model = copy.deepcopy(l1)
-    model._set_accumulator_budget(7)
+    model._set_accumulator_budget(BUDGET - 1)
     model._finalize_pruning()
     assert sum(layer["dropped_by_check"] for layer in model.pruning_report_) <= 2
     model.max_epochs = 2
     model._training_loop(X_train, y_train)
     model._finalize_pruning()
-    assert all_fit(model, 7) and max(model.accumulator_bits_) <= 7
-    assert all_fit(l1, 8)  # the copy's budget did not leak into the original
+    assert all_fit(model, BUDGET - 1) and max(model.accumulator_bits_) <= BUDGET - 1
+    assert all_fit(l1, BUDGET)  # the copy's budget did not leak into the original
 
 
 def test_l1_model_compiles_and_simulates(both_modes, wide):
@@ -145,18 +146,18 @@ def test_l1_model_compiles_and_simulates(both_modes, wide):
     clear = model.predict(X_test, fhe="disable")
     assert simulated.shape == y_test.shape
     assert np.mean(simulated == clear) >= 0.95
-    assert model.circuit_report_.max_bit_width <= 8
+    assert model.circuit_report_.max_bit_width <= BUDGET
 
 
 def test_rounding_headroom_keeps_the_circuit_within_the_budget(wide):
-    """With the cosine schedule the projection ends with neurons at exactly [-127, 127]: 8 bits, but
-    9 once Concrete rounds them up before the lookup. The projection and the exact check count that
-    headroom, so the compiled circuit stays within 8 bits."""
+    """With the cosine schedule the projection ends with neurons at exactly the budget's limit
+    (at 8 bits: [-127, 127]), one bit more once Concrete rounds them up before the lookup. The
+    projection and the exact check count that headroom, so the compiled circuit stays within it."""
     X_train, _, y_train, _ = wide
     params = {**SMALL, "lr_schedule": "cosine"}
     model = NeuralNetClassifier(pruning_budget="l1", **params).fit(X_train, y_train)
     model.compile()
-    assert model.circuit_report_.max_bit_width <= 8
+    assert model.circuit_report_.max_bit_width <= BUDGET
 
 
 def test_l1_model_pickles_and_keeps_projecting(both_modes, wide):

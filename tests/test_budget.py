@@ -15,6 +15,7 @@ from fhe_estimators.budget import (
     enforce_accumulator_budget,
     fits_signed,
     kept_weights_per_neuron,
+    largest_weights_that_fit,
     signed_bit_width,
 )
 
@@ -79,6 +80,33 @@ def test_bounds_equal_brute_force(weights, bias, input_range):
 
 @settings(max_examples=60, deadline=None)
 @given(
+    weights=st.lists(st.lists(st.integers(-4, 3), min_size=3, max_size=3), min_size=1, max_size=4),
+    column_ranges=st.lists(st.sampled_from([(-4, 3), (0, 2), (0, 7), (-1, 0), (0, 0)]), min_size=3, max_size=3),
+)
+def test_per_column_bounds_equal_brute_force_and_rank_per_column(weights, column_ranges):
+    # One range per input column (the model input's, clipped to its training range): still exact.
+    w = np.array(weights)
+    lows, highs = (np.array(end) for end in zip(*column_ranges))
+    low, high = accumulator_bounds(w, None, lows, highs)
+    grid = list(itertools.product(*(range(lo, hi + 1) for lo, hi in column_ranges)))
+    sums = np.array(grid) @ w.T
+    np.testing.assert_array_equal(low, sums.min(axis=0))
+    np.testing.assert_array_equal(high, sums.max(axis=0))
+    # largest_weights_that_fit reorders the columns by magnitude: their ranges must follow them.
+    magnitudes = np.abs(w) + np.arange(3) * 0.01
+    for n_bits in (2, 3, 4):
+        counts = largest_weights_that_fit(w, magnitudes, lows, highs, n_bits)
+        for row, count in enumerate(counts):
+            order = np.argsort(-magnitudes[row], kind="stable")
+            for prefix in (count, count + 1):
+                kept = np.zeros(3, dtype=np.int64)
+                kept[order[:prefix]] = w[row, order[:prefix]]
+                fits = fits_signed(*accumulator_bounds(kept[None, :], None, lows, highs), n_bits)[0]
+                assert fits == (prefix == count) or prefix > 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(
     weights=st.lists(st.lists(st.integers(-4, 3), min_size=8, max_size=8), min_size=1, max_size=6),
     n_accum_bits=st.integers(4, 9),
 )
@@ -107,6 +135,19 @@ def test_default_input_bits_take_the_widest_width_the_unpruned_layer_fits(n_feat
 
     assert expected == 3 or worst_case_fits(expected)
     assert expected == MAX_FREE_INPUT_BITS or not worst_case_fits(expected + 1)  # one more would need pruning
+
+
+def test_default_input_bits_count_each_column_by_its_own_magnitude():
+    # 41 columns, 37 of them one-hot (reading 0 or 1/step): full-range counting gives 3 bits, the
+    # per-column magnitudes give 4 (4 columns at 8 and 37 at 2: 4·(32 + 74) = 424 <= 511).
+    def magnitudes(bits):
+        step = {4: 0.5, 5: 0.25}[bits]
+        return np.array([2 ** (bits - 1)] * 4 + [int(1 / step)] * 37)
+
+    assert default_input_bits(41, 3, 3, 10) == 3
+    assert default_input_bits(41, 3, 3, 10, magnitudes) == 4
+    # A sparse first layer keeps the largest magnitudes first: 11 inputs, 4·(4·16 + 7·4) = 368 at 5 bits.
+    assert default_input_bits(11, 3, 3, 10, magnitudes) == 5
 
 
 def test_default_input_bits_stop_at_the_widest_free_input():

@@ -71,6 +71,17 @@ def test_client_encrypts_a_sparse_row_like_its_dense_copy(classifier, deployed, 
     np.testing.assert_array_equal(model.client.decrypt([result]), classifier.predict(X_test[:1], fhe="simulate"))
 
 
+def test_client_reads_values_beyond_the_training_range_as_predict_does(classifier, deployed, iris_labels):
+    # Rows are clipped to the training range before they are quantized, by the client as by predict:
+    # the accumulator guarantee counts each column by that range.
+    model, keys = deployed
+    _, X_test, _ = iris_labels
+    assert model.client.metadata["input_bounds"] == [list(end) for end in classifier.input_bounds_]
+    far = X_test[:2] * 0 + np.array([50.0, -50.0, 50.0, -50.0])
+    results = model.server.run_many(model.client.encrypt(far), keys)
+    np.testing.assert_array_equal(model.client.decrypt(results), classifier.predict(far, fhe="simulate"))
+
+
 def test_client_server_exchange_through_bytes_on_disk_equals_simulation(classifier, deployed, iris_labels, tmp_path):
     model, keys = deployed
     _, X_test, _ = iris_labels

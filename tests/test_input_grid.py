@@ -5,8 +5,16 @@ import pickle
 import numpy as np
 import pytest
 
-from fhe_estimators import NeuralNetRegressor
-from fhe_estimators.input_grid import mse_input_scale, quantization_error, resolve_input_scale
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
+from fhe_estimators.budget import accumulator_bounds
+from fhe_estimators.input_grid import (
+    clip_to_bounds,
+    column_bounds,
+    column_magnitudes,
+    mse_input_scale,
+    quantization_error,
+    resolve_input_scale,
+)
 
 SMALL = {"hidden_layer_sizes": (6,), "max_epochs": 8, "random_state": 0, "tighten": False}
 
@@ -87,3 +95,57 @@ def test_the_search_and_partial_fit_keep_the_step(diabetes):
     assert model.input_scale_ == 0.5 and float(model.module_.input_quant.quant_act_scale()) == 0.5
     model.partial_fit(X_train, y_train)
     assert float(model.module_.input_quant.quant_act_scale()) == 0.5
+
+
+# ---------------------------------------------------------------- each column's training range
+def test_range_helpers():
+    X = np.array([[0.0, -2.0, 1.0], [1.0, 3.0, 1.0]], dtype=np.float32)
+    lowest, highest = column_bounds(X)
+    np.testing.assert_array_equal(lowest, [0, -2, 1])
+    np.testing.assert_array_equal(highest, [1, 3, 1])
+    clipped = clip_to_bounds(np.array([[5.0, -9.0, 0.0]]), (lowest, highest))
+    np.testing.assert_array_equal(clipped, [[1.0, -2.0, 1.0]])
+    assert clipped.dtype == np.float32
+    np.testing.assert_array_equal(clip_to_bounds(X * 9, None), X * 9)  # no bounds: read as given
+    # At a 0.25 step and 4 bits: a 0/1 column reads 0..4, the signed one reaches the clip (-8..7).
+    np.testing.assert_array_equal(column_magnitudes((lowest, highest), 4, 0.25), [4, 8, 4])
+
+
+@pytest.fixture(scope="module")
+def one_hot_model():
+    """Three numbers and a one-hot category of four: the category's columns read 0 or 1."""
+    rng = np.random.RandomState(0)
+    numbers = rng.randn(300, 3)
+    one_hot = np.eye(4)[rng.randint(0, 4, 300)]
+    X = np.hstack([numbers, one_hot]).astype(np.float32)
+    y = (numbers[:, 0] + one_hot[:, 1] - one_hot[:, 2] > 0.2).astype(np.int64)
+    return NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=15, random_state=0, tighten=False).fit(X, y), X
+
+
+def test_one_hot_columns_count_one_side_of_the_accumulator(one_hot_model):
+    model, X = one_hot_model
+    np.testing.assert_array_equal(model.input_bounds_[0][3:], 0)
+    np.testing.assert_array_equal(model.input_bounds_[1][3:], 1)
+    low, high = model.module_.first_input_range()
+    step = float(model.module_.input_quant.quant_act_scale())
+    top = 2 ** (model.n_input_bits_ - 1) - 1
+    np.testing.assert_array_equal(low[3:], 0)
+    np.testing.assert_array_equal(high[3:], min(top, int(np.ceil(1 / step))))
+    # The reported worst case is the exact one over those per-column ranges, within the budget.
+    weights = model.module_.integer_layers()[0].weights
+    per_column = accumulator_bounds(weights, None, low, high)
+    assert model.accumulator_ranges_[0] == (int(per_column[0].min()), int(per_column[1].max()))
+    assert max(model.accumulator_bits_) <= model.n_accum_bits
+
+
+def test_values_beyond_the_training_range_are_read_at_its_ends_in_every_mode(one_hot_model):
+    model, X = one_hot_model
+    far = X[:20].copy()
+    far[:, 0] = -100.0  # a number far below anything seen
+    far[:, 3:] = 7.0  # a "one-hot" row no encoder makes
+    clipped = clip_to_bounds(far, model.input_bounds_)
+    np.testing.assert_array_equal(model.predict_proba(far), model.predict_proba(clipped))
+    model.compile(X)
+    # The circuit was sized for the clipped ranges: in FHE simulation nothing overflows.
+    np.testing.assert_array_equal(model.predict(far, fhe="simulate"), model.predict(far))
+    np.testing.assert_allclose(model.predict_proba(far, fhe="simulate"), model.predict_proba(far), rtol=1e-5)

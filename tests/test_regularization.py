@@ -70,3 +70,31 @@ def test_a_sparse_first_layer_earns_the_free_input_bit():
     assert NeuralNetRegressor(**params, first_layer_density=1.0).fit(X, y).n_input_bits_ == 3
     sparse = NeuralNetRegressor(**params, first_layer_density=0.25).fit(X, y)
     assert sparse.n_input_bits_ == 4 and max(sparse.accumulator_bits_) <= 10
+
+
+# ---------------------------------------------------------------- a finer input chosen on the hold-out
+@pytest.mark.parametrize("prefers", [True, False])
+def test_the_hold_out_may_choose_the_widest_free_input(breast_cancer, monkeypatch, prefers):
+    # 30 features: the width rule gives 3-bit inputs; the 5-bit challenger is kept only when the
+    # hold-out prefers it (forced both ways here), and a plain fit then trains with that width.
+    X_train, X_test, y_train, _ = breast_cancer
+    monkeypatch.setattr(regularization, "prefers_finer_input", lambda finer, rule: prefers)
+    params = dict(hidden_layer_sizes=(6,), max_epochs=6, random_state=0, tighten=False, first_layer_density=1.0)
+    model = NeuralNetClassifier(**params, optimizer__weight_decay="auto").fit(X_train, y_train)
+    rule = budget.default_input_bits(30, 3, 3, 10)
+    assert set(model.input_bits_scores_) == {rule, budget.MAX_FREE_INPUT_BITS}
+    expected = budget.MAX_FREE_INPUT_BITS if prefers else rule
+    assert model.n_input_bits_ == model.module_.n_input_bits == expected
+    assert max(model.accumulator_bits_) <= model.n_accum_bits  # the finer input is pruned for
+    model.compile(X_train)
+    np.testing.assert_array_equal(model.predict(X_test, fhe="simulate"), model.predict(X_test))
+
+
+def test_a_given_input_width_or_a_small_hold_out_compares_none(breast_cancer, iris):
+    params = dict(hidden_layer_sizes=(6,), max_epochs=4, random_state=0, tighten=False, optimizer__weight_decay="auto")
+    X_train, _, y_train, _ = breast_cancer
+    given = NeuralNetClassifier(**params, n_input_bits=4).fit(X_train, y_train)
+    assert given.n_input_bits_ == 4 and not hasattr(given, "input_bits_scores_")
+    X_train, _, y_train, _ = iris  # 28 hold-out rows: too few to tell widths apart
+    small = NeuralNetClassifier(**params).fit(X_train, y_train)
+    assert not hasattr(small, "input_bits_scores_")
