@@ -142,7 +142,12 @@ def test_the_classifier_chooses_its_weight_decay_in_the_search(breast_cancer, mo
     assert all(r.log_likelihood is not None and np.all(r.log_likelihood <= 0) for r in rows.values())
     best = R(*max(scores, key=scores.get))
     chosen = R(model.weight_decay_, model.first_layer_density_)
-    assert holdout.within(holdout.paired_gap(rows[best].score, rows[chosen].score), 0.0, 1.0)
+    if not holdout.within(holdout.paired_gap(rows[best].score, rows[chosen].score), 0.0, 1.0):
+        # Only a sparse first layer may score clearly above the choice, and only one that did not
+        # beat every dense setting by a standard error (the bet on irrelevant inputs needs that).
+        dense = [r for s, r in rows.items() if s.first_layer_density == 1.0]
+        assert best.first_layer_density < 1.0
+        assert not all(holdout._beats(rows[best].score, r.score, holdout.SPARSE_STANDARD_ERRORS) for r in dense)
     assert chosen == holdout.choose_regularization(rows)[0]
     assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
 
