@@ -1,4 +1,4 @@
-"""The input grid: the power-of-two step at which the network reads its inputs.
+"""The input grid: the power-of-two step at which the network reads its inputs, and each column's range.
 
 The first layer sees each feature as a signed ``n_input_bits`` integer times one power-of-two
 scale (Concrete ML's PoT quantizers). The step trades rounding against clipping: on standardized
@@ -15,6 +15,11 @@ client that encrypts applies it too; nothing changes at deployment.
 gap to a float MLP unchanged, gaining on some sets (diabetes +0.031 R²) and losing more than a point
 on others (Friedman #3 −0.022; breast cancer, whose long tails make the 3-bit step 1 instead of 0.5,
 almost a point: −0.009; docs/pruning.md).
+
+Each column is also read within its training range (:func:`column_bounds`, :func:`clip_to_bounds`):
+the accumulator bounds then count a one-hot column (0 or 1) by 0..1/step instead of the signed
+range, which lets a first layer over many one-hot columns keep a finer input (house prices, 37 of
+41 columns one-hot: docs/pruning.md, "Each column's training range").
 """
 
 from __future__ import annotations
