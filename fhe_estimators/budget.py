@@ -53,7 +53,7 @@ def omega(n_accum_bits: int, n_w_bits: int, n_a_bits: int) -> int:
     n_accum_bits = check_positive_int(n_accum_bits, "n_accum_bits")
     n_w_bits = check_positive_int(n_w_bits, "n_w_bits")
     n_a_bits = check_positive_int(n_a_bits, "n_a_bits")
-    value = (2**n_accum_bits - 1) // ((2**n_w_bits - 1) * (2**n_a_bits - 1))
+    value = terms_that_fit(n_accum_bits, n_w_bits, n_a_bits)
     if value == 0:
         raise ValueError(
             f"Ω is 0 for n_accum_bits={n_accum_bits}, n_w_bits={n_w_bits}, n_a_bits={n_a_bits}: "
@@ -61,6 +61,12 @@ def omega(n_accum_bits: int, n_w_bits: int, n_a_bits: int) -> int:
             f"{n_w_bits + n_a_bits} or lower n_w_bits / n_a_bits."
         )
     return value
+
+
+def terms_that_fit(n_accum_bits: int, n_w_bits: int, n_a_bits: int) -> int:
+    """Ω's formula on valid bit-widths, 0 included (:func:`omega` refuses 0): to ask whether a
+    width is possible at all without an error."""
+    return (2**n_accum_bits - 1) // ((2**n_w_bits - 1) * (2**n_a_bits - 1))
 
 
 def default_input_bits(

@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .budget import MAX_FREE_INPUT_BITS, first_layer_cap
+from .budget import MAX_FREE_INPUT_BITS, first_layer_cap, terms_that_fit
 from .holdout import (
     AUTO_FIRST_LAYER_DENSITIES,
     AUTO_INIT_MIN_HOLDOUT,
@@ -226,9 +226,15 @@ def finer_input(estimator, X: np.ndarray, y: np.ndarray, train, holdout, first, 
 
     The rule gives an input only the bits the first layer fits *unpruned*; on many columns
     (a one-hot matrix) that is 3, coarse for a continuous feature that carries the target. Tried
-    only with ``n_input_bits=None`` and a hold-out of at least :data:`~.holdout.AUTO_SPARSE_MIN_HOLDOUT` rows.
+    only with ``n_input_bits=None``, a hold-out of at least :data:`~.holdout.AUTO_SPARSE_MIN_HOLDOUT`
+    rows and an ``n_accum_bits`` that keeps at least one weight per neuron at the finer input.
     """
-    if estimator.n_input_bits is not None or len(holdout) < AUTO_SPARSE_MIN_HOLDOUT or first.n_input_bits_ >= MAX_FREE_INPUT_BITS:
+    if (
+        estimator.n_input_bits is not None
+        or len(holdout) < AUTO_SPARSE_MIN_HOLDOUT
+        or first.n_input_bits_ >= MAX_FREE_INPUT_BITS
+        or terms_that_fit(estimator.n_accum_bits, estimator.n_w_bits, MAX_FREE_INPUT_BITS) == 0
+    ):
         return first, first_rows, None
     setting = Regularization(first.weight_decay_, first.first_layer_density_)
     finer = fit_on_rows(estimator, X, y, train, setting, first.initialization_, MAX_FREE_INPUT_BITS, **fit_params)

@@ -8,6 +8,7 @@ from concrete.ml.torch.compile import compile_brevitas_qat_model
 from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor
 from fhe_estimators.budget import accumulator_bounds
 from fhe_estimators.compilation import compiled_accumulator_bits, gemm_ops
+from fhe_estimators.input_grid import clip_to_bounds
 
 # Overflow is judged by bit-exact equality between simulation (which wraps around
 # like FHE) and the clear int64 computation (which cannot overflow). Concrete's
@@ -25,7 +26,8 @@ def compiled_classifier(breast_cancer):
 
 
 def adversarial_inputs(model, magnitude=100.0):
-    """In-range inputs (after clipping) that drive first-layer neurons to their extremes."""
+    """Far-out inputs along the first layer's weight signs: once clipped to the training range (as
+    predict clips them), rows at the ends of every column's range."""
     signs = np.sign(model.module_.integer_layers()[0].weights)
     n_features = signs.shape[1]
     rng = np.random.RandomState(0)
@@ -50,18 +52,22 @@ def test_circuit_accumulators_cover_the_worst_case(compiled_classifier):
 
 def test_adversarial_inputs_reach_the_worst_case_and_never_overflow(compiled_classifier):
     model = compiled_classifier
-    X_adv = adversarial_inputs(model)
-    # The sign rows drive every first-layer neuron to its exact maximum / minimum.
+    # The extreme rows drive every first-layer neuron to its exact maximum / minimum over each
+    # column's integer range (the training range, widened to whole steps).
     first = model.module_.integer_layers()[0]
-    q_x = model.quantized_module_.quantize_input(X_adv.astype(np.float32))
+    extreme = model.module_.extreme_inputs()
+    q_x = model.quantized_module_.quantize_input(extreme)
     accumulators = q_x @ first.weights.T
     low, high = accumulator_bounds(first.weights, None, first.input_min, first.input_max)
     n_neurons = len(high)
     np.testing.assert_array_equal(np.diag(accumulators[:n_neurons]), high)
     np.testing.assert_array_equal(np.diag(accumulators[n_neurons : 2 * n_neurons]), low)
 
-    clear = model.quantized_module_.forward(X_adv.astype(np.float32), fhe="disable")
-    simulated = model.quantized_module_.forward(X_adv.astype(np.float32), fhe="simulate")
+    # Far-out rows are clipped to the training range first, as predict clips them.
+    X_adv = adversarial_inputs(model)
+    in_range = np.vstack([extreme, clip_to_bounds(X_adv, model.input_bounds_)]).astype(np.float32)
+    clear = model.quantized_module_.forward(in_range, fhe="disable")
+    simulated = model.quantized_module_.forward(in_range, fhe="simulate")
     np.testing.assert_array_equal(simulated, clear)
     np.testing.assert_array_equal(model.predict(X_adv, fhe="simulate"), model.predict(X_adv, fhe="disable"))
 
@@ -199,12 +205,14 @@ def test_rounding_threshold_bits_in_concrete_mls_dict_form(breast_cancer, method
     # Ten epochs are too few to spend three of them in float pre-training (max_epochs defaults to 100).
     quick = dict(hidden_layer_sizes=(8,), max_epochs=10, float_pretraining=0, random_state=0)
     model = NeuralNetClassifier(**quick).fit(X_train, y_train)
-    unrounded_pbs = model.compile().circuit_report_.pbs_count
-    # 5 bits: below the 6 the search itself chose here, so Concrete rounds further (at 4 bits this
-    # 10-epoch network falls to 0.88).
+    unrounded = model.compile(rounding_threshold_bits=None).circuit_report_
+    assert not any(op.lsbs_to_remove for op in gemm_ops(model.quantized_module_))
+    # 5 bits: at 4 this 10-epoch network falls to 0.88.
     model.compile(rounding_threshold_bits={"n_bits": 5, "method": method})
     assert model.compile_arguments_["rounding_threshold_bits"] == {"n_bits": 5, "method": method}
-    assert model.circuit_report_.pbs_count != unrounded_pbs  # Concrete rounded: a different circuit
+    first_accumulator = compiled_accumulator_bits(model.quantized_module_)[0]
+    assert gemm_ops(model.quantized_module_)[0].lsbs_to_remove == {"matmul": first_accumulator - 5}
+    assert model.circuit_report_.pbs_by_parameters != unrounded.pbs_by_parameters  # a different circuit
     assert model.score(X_test, y_test, fhe="simulate") > 0.9
     # The guarantee still holds: every accumulator covers its exact worst case.
     assert all(have >= need for have, need in zip(compiled_accumulator_bits(model.quantized_module_), model.accumulator_bits_))

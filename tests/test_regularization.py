@@ -98,3 +98,14 @@ def test_a_given_input_width_or_a_small_hold_out_compares_none(breast_cancer, ir
     X_train, _, y_train, _ = iris  # 28 hold-out rows: too few to tell widths apart
     small = NeuralNetClassifier(**params).fit(X_train, y_train)
     assert not hasattr(small, "input_bits_scores_")
+
+
+def test_no_finer_input_where_the_budget_cannot_hold_it(breast_cancer):
+    # At n_accum_bits=7 a 5-bit input times a 3-bit weight (31 · 7 = 217 > 127) leaves Ω = 0:
+    # the challenger is not even tried (a grid search over n_accum_bits reaches such widths).
+    assert budget.terms_that_fit(7, 3, budget.MAX_FREE_INPUT_BITS) == 0
+    X_train, _, y_train, _ = breast_cancer
+    params = dict(hidden_layer_sizes=(6,), max_epochs=4, random_state=0, tighten=False, optimizer__weight_decay="auto")
+    model = NeuralNetClassifier(**params, n_accum_bits=7).fit(X_train, y_train)
+    assert model.n_input_bits_ == 3 and not hasattr(model, "input_bits_scores_")
+    assert max(model.accumulator_bits_) <= 7
