@@ -29,8 +29,8 @@ from sklearn.utils import check_random_state
 
 from . import compilation, runtime
 from . import distillation, finalize, search, targets, validation
-from .budget import default_input_bits, first_layer_cap, omega
-from .input_grid import clip_to_bounds, column_bounds, column_magnitudes, mse_input_scale, resolve_input_scale
+from .budget import omega
+from .input_grid import clip_to_bounds, column_bounds, free_input_bits, resolve_input_scale
 from .budget_policies import make_budget_policy
 from .holdout import AUTO_WEIGHT_DECAYS  # noqa: F401  (importable here as before)
 from .cost import estimate_cost
@@ -152,26 +152,6 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         pass
 
     # ------------------------------------------------------------------ training
-    def _input_bits(self, X: np.ndarray) -> int:
-        """``n_input_bits``, or the free extra bits of :func:`budget.default_input_bits`, judged on
-        the inputs a first-layer neuron may keep (all, or its ``first_layer_density_`` share),
-        each counted by the integers its training range reads as (:func:`_expected_step`)."""
-        if self.n_input_bits is not None:
-            return self.n_input_bits
-        kept_inputs = first_layer_cap(self.n_features_in_, self.first_layer_density_)
-
-        def magnitudes(bits: int) -> np.ndarray:
-            return column_magnitudes(self.input_bounds_, bits, self._expected_step(X, bits))
-
-        return default_input_bits(kept_inputs, self.n_w_bits, self.n_a_bits, self.n_accum_bits, magnitudes)
-
-    def _expected_step(self, X: np.ndarray, bits: int) -> float:
-        """The input step expected at ``bits`` before training: the fixed one, else the
-        MSE step of ``input_scale="auto"``, halved for a learned one (it settled one power of
-        two finer on every standardized set measured: :mod:`.input_grid`)."""
-        step = resolve_input_scale(self.input_scale, X, bits)
-        return step if step is not None else mse_input_scale(X, bits) / 2
-
     def _hidden_sizes(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
         return (int(sizes),) if isinstance(sizes, numbers.Integral) else tuple(int(s) for s in sizes)
@@ -248,7 +228,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         self.weight_decay_ = float(regularization.weight_decay)
         self.first_layer_density_ = float(regularization.first_layer_density)
         # A sparse first layer may leave room for a finer input; the hold-out may choose one too.
-        self.n_input_bits_ = self._input_bits(X) if input_bits is None else int(input_bits)
+        self.n_input_bits_ = free_input_bits(self, X) if input_bits is None else int(input_bits)
         self.input_scale_ = resolve_input_scale(self.input_scale, X, self.n_input_bits_)
         self._set_accumulator_budget(self.n_accum_bits)
         self.n_train_samples_ = len(X)

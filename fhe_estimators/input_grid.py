@@ -28,6 +28,8 @@ import math
 
 import numpy as np
 
+from .budget import default_input_bits, first_layer_cap
+
 #: Rows the choice looks at, at most (evenly spaced): the error curve is smooth in the step.
 MAX_ROWS = 10_000
 
@@ -136,3 +138,26 @@ def column_magnitudes(bounds: ColumnBounds, n_bits: int, step: float) -> np.ndar
     lowest = np.clip(np.floor(np.asarray(bounds[0]) / step), low, high)
     highest = np.clip(np.ceil(np.asarray(bounds[1]) / step), low, high)
     return np.maximum(np.abs(lowest), np.abs(highest)).astype(np.int64)
+
+
+def free_input_bits(estimator, X: np.ndarray) -> int:
+    """``n_input_bits``, or the free extra bits of :func:`.budget.default_input_bits` for a fit on
+    ``X``: judged on the inputs a first-layer neuron may keep (all, or its ``first_layer_density_``
+    share), each counted by the integers its training range (``input_bounds_``) reads as at the
+    step :func:`expected_step` foresees."""
+    if estimator.n_input_bits is not None:
+        return estimator.n_input_bits
+    kept_inputs = first_layer_cap(estimator.n_features_in_, estimator.first_layer_density_)
+
+    def magnitudes(bits: int) -> np.ndarray:
+        return column_magnitudes(estimator.input_bounds_, bits, expected_step(estimator.input_scale, X, bits))
+
+    return default_input_bits(kept_inputs, estimator.n_w_bits, estimator.n_a_bits, estimator.n_accum_bits, magnitudes)
+
+
+def expected_step(input_scale, X: np.ndarray, n_bits: int) -> float:
+    """The input step expected at ``n_bits`` before training: the fixed ``input_scale``, else the
+    MSE step of ``"auto"``, halved for a learned one (it settled one power of two finer on every
+    standardized set measured)."""
+    step = resolve_input_scale(input_scale, X, n_bits)
+    return step if step is not None else mse_input_scale(X, n_bits) / 2
