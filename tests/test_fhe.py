@@ -207,11 +207,12 @@ def test_rounding_threshold_bits_in_concrete_mls_dict_form(breast_cancer, method
     model = NeuralNetClassifier(**quick).fit(X_train, y_train)
     unrounded = model.compile(rounding_threshold_bits=None).circuit_report_
     assert not any(op.lsbs_to_remove for op in gemm_ops(model.quantized_module_))
-    # 5 bits: at 4 this 10-epoch network falls to 0.88.
-    model.compile(rounding_threshold_bits={"n_bits": 5, "method": method})
-    assert model.compile_arguments_["rounding_threshold_bits"] == {"n_bits": 5, "method": method}
-    first_accumulator = compiled_accumulator_bits(model.quantized_module_)[0]
-    assert gemm_ops(model.quantized_module_)[0].lsbs_to_remove == {"matmul": first_accumulator - 5}
+    # Two bits under the first accumulator (7-8 bits here, machine to machine): removing three, the
+    # approximate method cost this 10-epoch network 0.07 on one machine.
+    n_bits = compiled_accumulator_bits(model.quantized_module_)[0] - 2
+    model.compile(rounding_threshold_bits={"n_bits": n_bits, "method": method})
+    assert model.compile_arguments_["rounding_threshold_bits"] == {"n_bits": n_bits, "method": method}
+    assert gemm_ops(model.quantized_module_)[0].lsbs_to_remove == {"matmul": 2}
     assert model.circuit_report_.pbs_by_parameters != unrounded.pbs_by_parameters  # a different circuit
     assert model.score(X_test, y_test, fhe="simulate") > 0.9
     # The guarantee still holds: every accumulator covers its exact worst case.
