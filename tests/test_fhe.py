@@ -202,13 +202,13 @@ def test_pickle_and_joblib_round_trips_keep_every_mode_and_no_keys():
 @pytest.mark.parametrize("method", ["exact", "approximate"])
 def test_rounding_threshold_bits_in_concrete_mls_dict_form(breast_cancer, method):
     X_train, X_test, y_train, y_test = breast_cancer
-    # Ten epochs are too few to spend three of them in float pre-training (max_epochs defaults to 100).
-    quick = dict(hidden_layer_sizes=(8,), max_epochs=10, float_pretraining=0, random_state=0)
+    # 30 epochs, all quantized: 0.979 in the clear. At 10 (0.909) the approximate method's random
+    # off-by-one errors, which simulation reproduces, moved the score by two test rows run to run.
+    quick = dict(hidden_layer_sizes=(8,), max_epochs=30, float_pretraining=0, random_state=0)
     model = NeuralNetClassifier(**quick).fit(X_train, y_train)
     unrounded = model.compile(rounding_threshold_bits=None).circuit_report_
     assert not any(op.lsbs_to_remove for op in gemm_ops(model.quantized_module_))
-    # Two bits under the first accumulator (7-8 bits here, machine to machine): removing three, the
-    # approximate method cost this 10-epoch network 0.07 on one machine.
+    # Two bits under the first accumulator (7 bits here; it depends on the trained weights).
     n_bits = compiled_accumulator_bits(model.quantized_module_)[0] - 2
     model.compile(rounding_threshold_bits={"n_bits": n_bits, "method": method})
     assert model.compile_arguments_["rounding_threshold_bits"] == {"n_bits": n_bits, "method": method}
