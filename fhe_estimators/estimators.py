@@ -85,6 +85,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
 
         With ``warm_start=True``, a fitted model continues training instead (see ``partial_fit``).
         """
+        validation.check_no_fit_params(self, "fit", fit_params)
         if self.warm_start and self.__sklearn_is_fitted__():
             return self._continue_training(X, y, **fit_params)
         return self._fit_from_scratch(X, y, **fit_params)
@@ -97,6 +98,7 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         accumulator check runs again, so the FHE guarantee still holds. On an
         unfitted model this is ``fit``; ``classes`` may then list every label.
         """
+        validation.check_no_fit_params(self, "partial_fit", fit_params)
         if self.__sklearn_is_fitted__():
             return self._continue_training(X, y, **fit_params)
         return self._fit_from_scratch(X, y, classes=classes, **fit_params)

@@ -188,6 +188,18 @@ def validate_hyperparameters(estimator) -> None:
     check_n_jobs(estimator.n_jobs, 1)
 
 
+def check_no_fit_params(estimator, method: str, fit_params: dict) -> None:
+    """Refuse keyword arguments to ``fit`` / ``partial_fit``: skorch would hand them to the torch
+    module, which fails far from the call (``QuantMLP.forward() got an unexpected keyword argument``)."""
+    if fit_params:
+        names = ", ".join(sorted(map(repr, fit_params)))
+        raise TypeError(
+            f"{type(estimator).__name__}.{method}() got unexpected keyword argument(s) {names}: it trains on X "
+            "and y only. Sample weights are not supported (nor by scikit-learn's MLPClassifier); to weight "
+            "classes or rows, resample the training data."
+        )
+
+
 def validate_X(estimator, X, *, reset: bool) -> np.ndarray:
     """scikit-learn's checks on ``X`` (``reset``: learn ``n_features_in_``), as dense float32 for the network.
 

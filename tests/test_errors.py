@@ -272,3 +272,13 @@ def test_default_parameters_satisfy_their_constraints():
 
     for estimator in (NeuralNetClassifier(), NeuralNetRegressor()):
         validate_parameters(estimator)
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_fit_keyword_arguments_are_refused_by_name(data, fitted, method):
+    """skorch would pass them to the torch module, which fails with a message about forward()."""
+    X, y = data
+    for model in (NeuralNetClassifier(**TINY), fitted):
+        with pytest.raises(TypeError, match=rf"{method}\(\) got unexpected keyword argument\(s\) 'sample_weight'.*resample"):
+            getattr(model, method)(X, y, sample_weight=np.ones(len(y)))
+    assert fitted.predict(X).shape == y.shape  # the refused call left the fitted model as it was
