@@ -50,6 +50,11 @@ CONFIGURATIONS: dict[str, dict] = {
     "(100,), (3,3,10)": {"tighten": False, "hidden_layer_sizes": (100,)},
     "(100,), (3,3,12)": {"tighten": False, "hidden_layer_sizes": (100,), "n_accum_bits": 12},
     "(100,), (4,4,16)": {"tighten": False, "hidden_layer_sizes": (100,), "n_w_bits": 4, "n_a_bits": 4, "n_accum_bits": 16},
+    # Depth instead of width: each layer's fan-in stays small enough for 10-bit accumulators.
+    "(32, 16), (3,3,10)": {"tighten": False, "hidden_layer_sizes": (32, 16)},
+    "(32, 32), (3,3,10)": {"tighten": False, "hidden_layer_sizes": (32, 32)},
+    "(64, 32), (3,3,10)": {"tighten": False, "hidden_layer_sizes": (64, 32)},
+    "(32, 32), (3,3,10), search on": {"hidden_layer_sizes": (32, 32)},
 }
 
 
