@@ -221,7 +221,7 @@ def fit_best_on_holdout(estimator, X: np.ndarray, y: np.ndarray, train, holdout,
 def finer_input(estimator, X: np.ndarray, y: np.ndarray, train, holdout, first, first_rows: HoldoutRows, **fit_params):
     """``first`` (fitted on ``train`` at the chosen setting, its input as wide as the width rule
     gives) or the same setting with a :data:`~.budget.MAX_FREE_INPUT_BITS`-bit input, when that
-    beats it clearly on the hold-out (:func:`~.holdout.prefers_finer_input`); with both rows and
+    scores higher on the hold-out (:func:`~.holdout.prefers_finer_input`); with both rows and
     scores ``{bits: hold-out score}`` (None when nothing was compared).
 
     The rule gives an input only the bits the first layer fits *unpruned*; on many columns

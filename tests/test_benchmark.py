@@ -166,3 +166,63 @@ def test_capacity_study_measures_and_reports(monkeypatch):
     row = next(line for line in text.splitlines() if line.startswith("| narrow |"))
     assert f"| {sum(narrow) / 2:.3f} | {0.9 - min(narrow):.3f} |" in row
     assert "| wide |" in text and "(32,) 0.500, (100,) 0.900" in text
+
+
+def test_final_fit_study_scores_the_winner_every_way_and_leaves_fit_alone(monkeypatch):
+    """One short default fit: the study's ``current`` is the score of the model ``fit`` returned (the
+    variants run on copies, after it), each variant has its score and whether it was kept, and the
+    report has one row per variant."""
+    import sys
+    from pathlib import Path
+
+    from fhe_estimators import search
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import final_fit_study as study
+
+    quick = {"max_epochs": 5, "hidden_layer_sizes": (4,), "optimizer__weight_decay": 1e-4, "tighten_tolerance": 0.5}
+    monkeypatch.setattr(study, "BASE_PARAMS", {**study.BASE_PARAMS, **quick})
+    monkeypatch.setattr(search, "ROUNDINGS", ())  # no Concrete rounding: clear scores equal simulated ones
+    fine_tune = search._fine_tune
+    record = study.capture("wine", 0)
+    assert search._fine_tune is fine_tune and search._final_fit.__name__ == "_final_fit"  # restored
+    for key in study.VARIANTS:
+        assert 0 <= record[key] <= 1
+    assert all(isinstance(record[f"lr_x{factor}_kept"], bool) for factor in study.LR_FACTORS)
+    assert record["current"] == record["final_model_test"]  # the model fit returned
+    text = study.report([record, {**record, "seed": 1}])
+    assert all(f"| {description} |" in text for description in study.VARIANTS.values())
+    assert "| wine |" in text
+
+
+def test_input_width_rule_study_applies_the_library_rule():
+    """A 5-bit network that wins the hold-out by one row of 100 is kept at 0 standard errors only;
+    one that wins by ten rows is kept at the default too, and the report marks the default."""
+    import sys
+    from pathlib import Path
+
+    from fhe_estimators import holdout
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import input_width_rule_study as study
+
+    def network(bits, misses, test):
+        score = [0.0] * misses + [1.0] * (100 - misses)
+        return {"input_bits": bits, "weight_decay": 0.01, "first_layer_density": 1.0, "test_score": test,
+                "holdout_rows": {"score": score, "log_likelihood": [-0.1] * 100}}
+
+    saved = holdout.FINER_INPUT_STANDARD_ERRORS
+    by_one_row = {"dataset": "toy", "seed": 0, "networks": [network(3, 10, 0.90), network(5, 9, 0.80)]}
+    by_ten_rows = {"dataset": "toy", "seed": 1, "networks": [network(3, 10, 0.90), network(5, 0, 0.95)]}
+    assert study.choose(by_one_row, 0.0)["test_score"] == 0.80
+    assert study.choose(by_one_row, 1.0)["test_score"] == 0.90
+    assert study.choose(by_ten_rows, 1.0)["test_score"] == 0.95
+    assert holdout.FINER_INPUT_STANDARD_ERRORS == saved  # restored after each rule
+    text = study.report([by_one_row, by_ten_rows, {"dataset": "toy", "seed": 2, "networks": []}])
+    rows = {line.split(" |")[0].removeprefix("| ").removesuffix(" (default)"): line for line in text.splitlines()}
+    assert "| 0.9250 | 1 / 2 |" in rows["beat by > 1 SE"] and "| 0.8750 | 2 / 2 |" in rows["beat by > 0 SE"]
+    assert "| 0.8750 | 2 / 2 |" in rows["not beaten by > 1 SE"]
+    assert f"| beat by > {saved:g} SE (default) |" in text
+    end_to_end = [{"dataset": "toy", "seed": 0, "standard_errors": 1.0, "test_score": 0.90, "predicted_latency_s": 1.0},
+                  {"dataset": "toy", "seed": 0, "standard_errors": saved, "test_score": 0.95, "predicted_latency_s": 2.0}]
+    assert "| toy | 0 | 0.900, 1.00 s | 0.950, 2.00 s | +0.050 |" in study.report([by_one_row], end_to_end)

@@ -1,0 +1,178 @@
+"""What the search's final fine-tune on all the training data does to the test score.
+
+The tightening search (``fhe_estimators.search``) chooses its circuit on the internal hold-out, from
+networks trained on the other 75% of the training rows, then fine-tunes the winner on all of them
+(``search._final_fit``: a tenth of training, at least ``search.MIN_FINE_TUNE_STEPS`` steps, the cosine
+rate restarting from ``lr``), unless that makes the circuit dearer or scores lower on those rows. That
+fine-tune is never validated: the hold-out is part of what it trains on. This study records, per fit
+of the defaults on every data set of ``generalization.py`` and several seeds, the test score of
+
+* the winner as the hold-out scored it (``as_scored``: trained on 75% of the rows);
+* the winner after the final fine-tune, as ``fit`` returns it (``current``);
+* the winner after the same fine-tune at a lower learning rate (``lr_x0.3``, ``lr_x0.1``: the restart
+  at the full rate can leave the validated network's basin).
+
+Each row also says whether the fine-tune was kept (``*_kept``; else the scored model is returned) and
+the predicted latency. Test scores are FHE-simulated when the winner rounds, in the clear otherwise
+(which equals the simulation there). The variants are computed after the production path, on
+copies, so ``current`` is exactly what ``fit`` gives.
+
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/final_fit_study.py [--seeds 0 1 2 3] [--datasets iris ...]
+      [--out PATH]   (one file per process when split over several)
+      .venv/bin/python benchmarks/final_fit_study.py --report-only PATH [PATH ...]
+Writes benchmarks/results/final_fit_study.json (after every fit) and final_fit_study.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# First: generalization sets one torch/BLAS thread before numpy is imported.
+from generalization import BASE_PARAMS, CLS, DATASETS, load  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, search  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+RESULTS = Path("benchmarks/results")
+OUT = RESULTS / "final_fit_study.json"
+#: Learning-rate factors of the fine-tune variants.
+LR_FACTORS = (0.1, 0.3)
+#: The variants in report order: key -> description.
+VARIANTS = {
+    "as_scored": "as scored (75% of the rows)",
+    "current": "fine-tuned at `lr` (what `fit` returns)",
+    "lr_x0.3": "fine-tuned at 0.3 `lr`",
+    "lr_x0.1": "fine-tuned at 0.1 `lr`",
+}
+
+
+def test_score(model, rounding, X_test, y_test) -> float:
+    """The test score as the circuit computes it (simulated when Concrete rounds)."""
+    if rounding is None:
+        return float(model.score(X_test, y_test))
+    compiled = copy.deepcopy(model)
+    compiled.compile(rounding_threshold_bits=rounding)
+    return float(compiled.score(X_test, y_test, fhe="simulate"))
+
+
+def at_lr_factor(factor: float, fine_tune):
+    """``search._fine_tune`` with the model's ``lr`` scaled by ``factor`` for its duration."""
+
+    def fine_tune_at(model, X, y, epochs):
+        lr = model.lr
+        model.lr = lr * factor
+        try:
+            return fine_tune(model, X, y, epochs)
+        finally:
+            model.lr = lr
+
+    return fine_tune_at
+
+
+def capture(name: str, seed: int) -> dict:
+    """One default fit of ``name`` at ``seed``, with its winner scored every way of :data:`VARIANTS`."""
+    X_train, X_test, y_train, y_test = load(name)
+    estimator_class = NeuralNetClassifier if DATASETS[name].task == CLS else NeuralNetRegressor
+    record = {"dataset": name, "seed": seed}
+    final_fit, fine_tune = search._final_fit, search._fine_tune
+
+    def spy(winner, estimator, X, y, epochs):
+        model = final_fit(winner, estimator, X, y, epochs)  # the production path, first
+        rounding = winner.candidate.rounding_threshold_bits
+        record["as_scored"] = test_score(winner.model, rounding, X_test, y_test)
+        record["current"] = test_score(model, rounding, X_test, y_test)
+        record["current_kept"] = winner.candidate.fine_tuned_on_all_data
+        for factor in LR_FACTORS:
+            search._fine_tune = at_lr_factor(factor, fine_tune)
+            try:
+                variant = search.Scored(copy.copy(winner.candidate), winner.model, winner.rows)
+                tuned = final_fit(variant, estimator, X, y, epochs)
+            finally:
+                search._fine_tune = fine_tune
+            record[f"lr_x{factor}"] = test_score(tuned, rounding, X_test, y_test)
+            record[f"lr_x{factor}_kept"] = variant.candidate.fine_tuned_on_all_data
+            record[f"lr_x{factor}_latency"] = float(search.estimate_cost(tuned, rounding_threshold_bits=rounding).latency_s)
+        record["latency"] = float(search.estimate_cost(model, rounding_threshold_bits=rounding).latency_s)
+        record["scored_latency"] = float(winner.candidate.predicted_latency_s)
+        return model
+
+    search._final_fit = spy
+    start = time.time()
+    try:
+        model = estimator_class(**{**BASE_PARAMS, "random_state": seed}).fit(X_train, y_train)
+    finally:
+        search._final_fit = final_fit
+    record["final_model_test"] = float(model.score(X_test, y_test))
+    record["fit_s"] = time.time() - start
+    return record
+
+
+def report(runs: list[dict]) -> str:
+    runs = [run for run in runs if "as_scored" in run]  # fits too small for the search have no winner
+    names = [name for name in DATASETS if any(run["dataset"] == name for run in runs)]
+    seeds = sorted({run["seed"] for run in runs})
+    mean = {key: float(np.mean([run[key] for run in runs])) for key in VARIANTS}
+    lines = [
+        "# The search's final fine-tune on all the training data",
+        "",
+        f"Generated by `benchmarks/final_fit_study.py` from {len(runs)} fits (the defaults at (3,3,10) on the sets of "
+        f"`generalization.py`, its split, seeds {', '.join(map(str, seeds))}). Test score (accuracy, R²) of the search's "
+        "winner: as the hold-out scored it, after the final fine-tune (`fit`'s model), and after the same fine-tune at a "
+        "lower learning rate. A fine-tune that would make the circuit dearer or score lower on the training rows is not "
+        "kept (the scored model is returned); 'kept' counts the fits where it was.",
+        "",
+        "| variant | mean test score | fits kept | lower than `fit`'s by > 0.01 | higher by > 0.01 | mean predicted latency (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, description in VARIANTS.items():
+        kept = "-" if key == "as_scored" else f"{sum(bool(run[f'{key}_kept']) for run in runs)} / {len(runs)}"
+        latency_key = {"as_scored": "scored_latency", "current": "latency"}.get(key, f"{key}_latency")
+        lower = sum(run[key] < run["current"] - 0.01 for run in runs)
+        higher = sum(run[key] > run["current"] + 0.01 for run in runs)
+        lines.append(
+            f"| {description} | {mean[key]:.4f} | {kept} | {lower} | {higher} | "
+            f"{np.mean([run[latency_key] for run in runs]):.3f} |"
+        )
+    lines += ["", "Per data set, mean over the seeds (per seed in parentheses):", ""]
+    lines += ["| data set | " + " | ".join(VARIANTS.values()) + " |", "|---|" + "---|" * len(VARIANTS)]
+    for name in names:
+        rows = sorted((run for run in runs if run["dataset"] == name), key=lambda run: run["seed"])
+        cells = [f"{np.mean([r[key] for r in rows]):.3f} ({' / '.join(f'{r[key]:.3f}' for r in rows)})" for key in VARIANTS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--report-only", nargs="+", type=Path, help="rebuild the report from these JSON files")
+    args = parser.parse_args()
+    if args.report_only:
+        runs = [run for path in args.report_only for run in json.loads(path.read_text())]
+        runs.sort(key=lambda run: (list(DATASETS).index(run["dataset"]), run["seed"]))
+        OUT.write_text(json.dumps(runs, indent=1))
+    else:
+        runs = []
+        for name in args.datasets:
+            for seed in args.seeds:
+                runs.append(capture(name, seed))
+                print(json.dumps(runs[-1]), flush=True)
+                args.out.write_text(json.dumps(runs, indent=1))
+    (RESULTS / "final_fit_study.md").write_text(report(runs))
+    print((RESULTS / "final_fit_study.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
