@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # First: generalization sets one torch/BLAS thread before numpy is imported.
 from generalization import BASE_PARAMS, CLS, DATASETS, RESULTS, WITHIN, floats, load  # noqa: E402
+from grid import collect_runs, merged_runs  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -135,16 +136,11 @@ def main() -> None:
     parser.add_argument("--report-only", nargs="+", type=Path, help="rebuild the report from these JSON files")
     args = parser.parse_args()
     if args.report_only:
-        runs = [run for path in args.report_only for run in json.loads(path.read_text())]
-        runs.sort(key=lambda run: (list(CONFIGURATIONS).index(run["configuration"]), run["seed"]))
-        OUT.write_text(json.dumps(runs, indent=1))
+        order = lambda run: (list(CONFIGURATIONS).index(run["configuration"]), run["seed"])  # noqa: E731
+        runs = merged_runs(args.report_only, order, OUT)
     else:
-        runs = []
-        for seed in args.seeds:
-            for label in args.configurations:
-                runs.append(measure(args.dataset, label, seed))
-                print(json.dumps(runs[-1]), flush=True)
-                args.out.write_text(json.dumps(runs, indent=1))
+        jobs = [(args.dataset, label, seed) for seed in args.seeds for label in args.configurations]
+        runs = collect_runs(jobs, measure, args.out, json.dumps)
     dataset = runs[0]["dataset"]
     anchors = floats(DATASETS[dataset].task, load(dataset))
     text = report(runs, anchors)

@@ -36,6 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # First: generalization sets one torch/BLAS thread before numpy is imported.
 from generalization import BASE_PARAMS, CLS, DATASETS, load  # noqa: E402
+from grid import collect_runs, dataset_then_seed, merged_runs  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -160,16 +161,10 @@ def main() -> None:
     parser.add_argument("--report-only", nargs="+", type=Path, help="rebuild the report from these JSON files")
     args = parser.parse_args()
     if args.report_only:
-        runs = [run for path in args.report_only for run in json.loads(path.read_text())]
-        runs.sort(key=lambda run: (list(DATASETS).index(run["dataset"]), run["seed"]))
-        OUT.write_text(json.dumps(runs, indent=1))
+        runs = merged_runs(args.report_only, dataset_then_seed(list(DATASETS)), OUT)
     else:
-        runs = []
-        for name in args.datasets:
-            for seed in args.seeds:
-                runs.append(capture(name, seed))
-                print(json.dumps(runs[-1]), flush=True)
-                args.out.write_text(json.dumps(runs, indent=1))
+        jobs = [(name, seed) for name in args.datasets for seed in args.seeds]
+        runs = collect_runs(jobs, capture, args.out, json.dumps)
     (RESULTS / "final_fit_study.md").write_text(report(runs))
     print((RESULTS / "final_fit_study.md").read_text())
 

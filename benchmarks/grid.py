@@ -48,3 +48,29 @@ def failed_runs(results: list[dict], label: Callable[[dict], str]) -> list[str]:
     if not errors:
         return []
     return ["", "Failed runs:", ""] + [f"- {r['dataset']} {tuple(r['bits'])} {label(r)}: {r['error']}" for r in errors]
+
+
+def merged_runs(paths: list[Path], order: Callable[[dict], tuple], out: Path, indent: int | None = 1) -> list[dict]:
+    """The runs of several JSON files (one per process of a study split over several), in report
+    order, written back to ``out`` as the study's single committed file."""
+    runs = sorted((run for path in paths for run in json.loads(Path(path).read_text())), key=order)
+    Path(out).write_text(json.dumps(runs, indent=indent))
+    return runs
+
+
+def collect_runs(
+    jobs: list[tuple], capture: Callable[..., dict], out: Path, progress: Callable[[dict], str], indent: int | None = 1
+) -> list[dict]:
+    """``capture(*job)`` for every job, printing ``progress(run)`` and rewriting ``out`` after each
+    (a study cut short keeps the runs it finished)."""
+    runs: list[dict] = []
+    for job in jobs:
+        runs.append(capture(*job))
+        print(progress(runs[-1]), flush=True)
+        Path(out).write_text(json.dumps(runs, indent=indent))
+    return runs
+
+
+def dataset_then_seed(names: list[str]) -> Callable[[dict], tuple]:
+    """Report order of per-(data set, seed) runs: the data sets as ``names`` lists them, then seeds."""
+    return lambda run: (names.index(run["dataset"]), run["seed"])

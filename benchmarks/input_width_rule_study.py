@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # First: generalization sets one torch/BLAS thread before numpy is imported.
 from generalization import BASE_PARAMS, CLS, DATASETS, load, ours  # noqa: E402
+from grid import collect_runs, dataset_then_seed, merged_runs  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -208,16 +209,11 @@ def main() -> None:
         runs = json.loads(OUT.read_text())
         end_to_end(runs, args.end_to_end)
     elif args.report_only:
-        runs = [run for path in args.report_only for run in json.loads(path.read_text())]
-        runs.sort(key=lambda run: (list(DATASETS).index(run["dataset"]), run["seed"]))
-        OUT.write_text(json.dumps(runs))
+        runs = merged_runs(args.report_only, dataset_then_seed(list(DATASETS)), OUT, indent=None)
     else:
-        runs = []
-        for name in args.datasets:
-            for seed in args.seeds:
-                runs.append(capture(name, seed))
-                print(name, seed, len(runs[-1]["networks"]), flush=True)
-                args.out.write_text(json.dumps(runs))
+        jobs = [(name, seed) for name in args.datasets for seed in args.seeds]
+        progress = lambda run: f"{run['dataset']} {run['seed']} {len(run['networks'])}"  # noqa: E731
+        runs = collect_runs(jobs, capture, args.out, progress, indent=None)
     rows = json.loads(END_TO_END.read_text()) if END_TO_END.exists() else []
     (RESULTS / "input_width_rule_study.md").write_text(report(runs, rows))
     print((RESULTS / "input_width_rule_study.md").read_text())

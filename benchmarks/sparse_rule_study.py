@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # First: generalization sets one torch/BLAS thread before numpy is imported.
 from generalization import BASE_PARAMS, CLS, DATASETS, load  # noqa: E402
+from grid import collect_runs, dataset_then_seed, merged_runs  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -164,16 +165,11 @@ def main() -> None:
     parser.add_argument("--report-only", nargs="+", type=Path, help="rebuild the report from these JSON files")
     args = parser.parse_args()
     if args.report_only:
-        runs = [run for path in args.report_only for run in json.loads(path.read_text())]
-        runs.sort(key=lambda run: (list(DATASETS).index(run["dataset"]), run["seed"]))
-        OUT.write_text(json.dumps(runs))
+        runs = merged_runs(args.report_only, dataset_then_seed(list(DATASETS)), OUT, indent=None)
     else:
-        runs = []
-        for seed in args.seeds:
-            for name in args.datasets or eligible_sets():
-                runs.append(capture(name, seed))
-                print(name, seed, len(runs[-1]["settings"]), flush=True)
-                args.out.write_text(json.dumps(runs))
+        jobs = [(name, seed) for seed in args.seeds for name in args.datasets or eligible_sets()]
+        progress = lambda run: f"{run['dataset']} {run['seed']} {len(run['settings'])}"  # noqa: E731
+        runs = collect_runs(jobs, capture, args.out, progress, indent=None)
     (RESULTS / "sparse_rule_study.md").write_text(report(runs))
     print((RESULTS / "sparse_rule_study.md").read_text())
 

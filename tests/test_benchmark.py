@@ -226,3 +226,29 @@ def test_input_width_rule_study_applies_the_library_rule():
     end_to_end = [{"dataset": "toy", "seed": 0, "standard_errors": 1.0, "test_score": 0.90, "predicted_latency_s": 1.0},
                   {"dataset": "toy", "seed": 0, "standard_errors": saved, "test_score": 0.95, "predicted_latency_s": 2.0}]
     assert "| toy | 0 | 0.900, 1.00 s | 0.950, 2.00 s | +0.050 |" in study.report([by_one_row], end_to_end)
+
+
+def test_study_runs_are_saved_after_each_job_and_merged_in_report_order(tmp_path, capsys):
+    """A study cut short keeps what it finished; files of processes run side by side merge into one,
+    sorted as the report lists them."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import grid
+
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+
+    def capture(name, seed):
+        if name == "cut":
+            assert json.loads(first.read_text()) == [{"dataset": "b", "seed": 1}]  # saved before the next job
+            raise KeyboardInterrupt
+        return {"dataset": name, "seed": seed}
+
+    with pytest.raises(KeyboardInterrupt):
+        grid.collect_runs([("b", 1), ("cut", 0)], capture, first, lambda run: f"done {run['dataset']}")
+    assert "done b" in capsys.readouterr().out
+    grid.collect_runs([("b", 0), ("a", 2)], capture, second, str)
+    merged = grid.merged_runs([first, second], grid.dataset_then_seed(["a", "b"]), tmp_path / "all.json")
+    assert merged == [{"dataset": "a", "seed": 2}, {"dataset": "b", "seed": 0}, {"dataset": "b", "seed": 1}]
+    assert json.loads((tmp_path / "all.json").read_text()) == merged
