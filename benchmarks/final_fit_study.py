@@ -25,7 +25,6 @@ Writes benchmarks/results/final_fit_study.json (after every fit) and final_fit_s
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # First: generalization sets one torch/BLAS thread before numpy is imported.
 from generalization import BASE_PARAMS, CLS, DATASETS, load  # noqa: E402
-from grid import collect_runs, dataset_then_seed, merged_runs  # noqa: E402
+from grid import collect_runs, dataset_then_seed, merged_runs, study_parser  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -154,11 +153,7 @@ def report(runs: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--report-only", nargs="+", type=Path, help="rebuild the report from these JSON files")
+    parser = study_parser(__doc__.splitlines()[0], list(DATASETS), OUT)
     args = parser.parse_args()
     if args.report_only:
         runs = merged_runs(args.report_only, dataset_then_seed(list(DATASETS)), OUT)

@@ -74,3 +74,17 @@ def collect_runs(
 def dataset_then_seed(names: list[str]) -> Callable[[dict], tuple]:
     """Report order of per-(data set, seed) runs: the data sets as ``names`` lists them, then seeds."""
     return lambda run: (names.index(run["dataset"]), run["seed"])
+
+
+def study_parser(description: str, names: list[str], out: Path, every_set_by_default: bool = True) -> argparse.ArgumentParser:
+    """The command line every per-(data set, seed) study shares: which sets and seeds, where the runs
+    go, or a report rebuilt from saved runs."""
+    parser = argparse.ArgumentParser(description=description)
+    if every_set_by_default:
+        parser.add_argument("--datasets", nargs="+", choices=names, default=names)
+    else:
+        parser.add_argument("--datasets", nargs="+", choices=names, help="default: every eligible set")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
+    parser.add_argument("--out", type=Path, default=out, help="one file per process when split over several")
+    parser.add_argument("--report-only", nargs="+", type=Path, help="rebuild the report from these JSON files")
+    return parser

@@ -23,7 +23,6 @@ Writes benchmarks/results/input_width_rule_study.json (after every run) and inpu
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -32,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # First: generalization sets one torch/BLAS thread before numpy is imported.
 from generalization import BASE_PARAMS, CLS, DATASETS, load, ours  # noqa: E402
-from grid import collect_runs, dataset_then_seed, merged_runs  # noqa: E402
+from grid import collect_runs, dataset_then_seed, merged_runs, study_parser  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -198,11 +197,7 @@ def report(runs: list[dict], end_to_end_rows: list[dict] | None = None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--report-only", nargs="+", type=Path, help="rebuild the report from these JSON files")
+    parser = study_parser(__doc__.splitlines()[0], list(DATASETS), OUT)
     parser.add_argument("--end-to-end", type=float, metavar="SE", help="fit the fits this rule changes both ways")
     args = parser.parse_args()
     if args.end_to_end is not None:

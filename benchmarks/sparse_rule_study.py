@@ -22,7 +22,6 @@ Writes benchmarks/results/sparse_rule_study.json (after every run) and sparse_ru
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -31,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # First: generalization sets one torch/BLAS thread before numpy is imported.
 from generalization import BASE_PARAMS, CLS, DATASETS, load  # noqa: E402
-from grid import collect_runs, dataset_then_seed, merged_runs  # noqa: E402
+from grid import collect_runs, dataset_then_seed, merged_runs, study_parser  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -158,11 +157,7 @@ def report(runs: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), help="default: every eligible set")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3])
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--report-only", nargs="+", type=Path, help="rebuild the report from these JSON files")
+    parser = study_parser(__doc__.splitlines()[0], list(DATASETS), OUT, every_set_by_default=False)
     args = parser.parse_args()
     if args.report_only:
         runs = merged_runs(args.report_only, dataset_then_seed(list(DATASETS)), OUT, indent=None)
