@@ -8,14 +8,21 @@ fine-tune is never validated: the hold-out is part of what it trains on. This st
 of the defaults on every data set of ``generalization.py`` and several seeds, the test score of
 
 * the winner as the hold-out scored it (``as_scored``: trained on 75% of the rows);
-* the winner after the final fine-tune, as ``fit`` returns it (``current``);
+* the winner after the final fine-tune, as ``fit`` returns it with the hold-out guard
+  (``search.FINAL_HOLDOUT_GUARD``) off: the training-rows slack alone decides (``current``);
 * the winner after the same fine-tune at a lower learning rate (``lr_x0.3``, ``lr_x0.1``: the restart
-  at the full rate can leave the validated network's basin).
+  at the full rate can leave the validated network's basin);
+* ``fit``'s fine-tune kept only if it scores no lower than the winner on the hold-out rows
+  (``holdout_guard``): it has trained on them and the winner has not, so a lower score there means the
+  fine-tune did harm (``holdout_as_scored`` / ``holdout_current`` record both).
+
+The report adds ``default``: the guard where ``search.FINAL_HOLDOUT_GUARD`` applies it (regressors),
+``current`` elsewhere, i.e. what ``fit`` returns with the library's defaults.
 
 Each row also says whether the fine-tune was kept (``*_kept``; else the scored model is returned) and
 the predicted latency. Test scores are FHE-simulated when the winner rounds, in the clear otherwise
 (which equals the simulation there). The variants are computed after the production path, on
-copies, so ``current`` is exactly what ``fit`` gives.
+copies, so ``current`` is exactly what ``fit`` gives with the guard off.
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/final_fit_study.py [--seeds 0 1 2 3] [--datasets iris ...]
       [--out PATH]   (one file per process when split over several)
@@ -50,9 +57,11 @@ LR_FACTORS = (0.1, 0.3)
 #: The variants in report order: key -> description.
 VARIANTS = {
     "as_scored": "as scored (75% of the rows)",
-    "current": "fine-tuned at `lr` (what `fit` returns)",
+    "current": "fine-tuned at `lr`, kept by the training-rows slack alone (the rule before)",
     "lr_x0.3": "fine-tuned at 0.3 `lr`",
     "lr_x0.1": "fine-tuned at 0.1 `lr`",
+    "holdout_guard": "fine-tuned at `lr`, kept if also no lower on the hold-out rows",
+    "default": "the default: the hold-out guard for regressors only",
 }
 
 
@@ -86,17 +95,22 @@ def capture(name: str, seed: int) -> dict:
     record = {"dataset": name, "seed": seed}
     final_fit, fine_tune = search._final_fit, search._fine_tune
 
-    def spy(winner, estimator, X, y, epochs):
-        model = final_fit(winner, estimator, X, y, epochs)  # the production path, first
+    def spy(winner, estimator, X, y, holdout, epochs):
+        model = final_fit(winner, estimator, X, y, holdout, epochs)  # the production path, first
         rounding = winner.candidate.rounding_threshold_bits
         record["as_scored"] = test_score(winner.model, rounding, X_test, y_test)
         record["current"] = test_score(model, rounding, X_test, y_test)
         record["current_kept"] = winner.candidate.fine_tuned_on_all_data
+        for key, scored in (("holdout_as_scored", winner.model), ("holdout_current", model)):
+            record[key] = float(search._holdout_rows(scored, X[holdout], y[holdout], rounding).score.mean())
+        guard_keeps = record["current_kept"] and record["holdout_current"] >= record["holdout_as_scored"]
+        record["holdout_guard"] = record["current"] if guard_keeps else record["as_scored"]
+        record["holdout_guard_kept"] = guard_keeps
         for factor in LR_FACTORS:
             search._fine_tune = at_lr_factor(factor, fine_tune)
             try:
                 variant = search.Scored(copy.copy(winner.candidate), winner.model, winner.rows)
-                tuned = final_fit(variant, estimator, X, y, epochs)
+                tuned = final_fit(variant, estimator, X, y, holdout, epochs)
             finally:
                 search._fine_tune = fine_tune
             record[f"lr_x{factor}"] = test_score(tuned, rounding, X_test, y_test)
@@ -104,21 +118,32 @@ def capture(name: str, seed: int) -> dict:
             record[f"lr_x{factor}_latency"] = float(search.estimate_cost(tuned, rounding_threshold_bits=rounding).latency_s)
         record["latency"] = float(search.estimate_cost(model, rounding_threshold_bits=rounding).latency_s)
         record["scored_latency"] = float(winner.candidate.predicted_latency_s)
+        record["holdout_guard_latency"] = record["latency"] if guard_keeps else record["scored_latency"]
         return model
 
     search._final_fit = spy
+    guard = search.FINAL_HOLDOUT_GUARD
+    search.FINAL_HOLDOUT_GUARD = dict.fromkeys(guard, False)
     start = time.time()
     try:
         model = estimator_class(**{**BASE_PARAMS, "random_state": seed}).fit(X_train, y_train)
     finally:
-        search._final_fit = final_fit
+        search._final_fit, search.FINAL_HOLDOUT_GUARD = final_fit, guard
     record["final_model_test"] = float(model.score(X_test, y_test))
     record["fit_s"] = time.time() - start
     return record
 
 
+def with_default(run: dict) -> dict:
+    """``run`` with the ``default`` variant: what ``fit`` returns under ``search.FINAL_HOLDOUT_GUARD``."""
+    estimator_type = "classifier" if DATASETS[run["dataset"]].task == CLS else "regressor"
+    source = "holdout_guard" if search.FINAL_HOLDOUT_GUARD[estimator_type] else "current"
+    latency = "holdout_guard_latency" if source == "holdout_guard" else "latency"
+    return {**run, "default": run[source], "default_kept": run[f"{source}_kept"], "default_latency": run[latency]}
+
+
 def report(runs: list[dict]) -> str:
-    runs = [run for run in runs if "as_scored" in run]  # fits too small for the search have no winner
+    runs = [with_default(run) for run in runs if "as_scored" in run]  # fits too small for the search have no winner
     names = [name for name in DATASETS if any(run["dataset"] == name for run in runs)]
     seeds = sorted({run["seed"] for run in runs})
     mean = {key: float(np.mean([run[key] for run in runs])) for key in VARIANTS}
@@ -129,9 +154,10 @@ def report(runs: list[dict]) -> str:
         f"`generalization.py`, its split, seeds {', '.join(map(str, seeds))}). Test score (accuracy, R²) of the search's "
         "winner: as the hold-out scored it, after the final fine-tune (`fit`'s model), and after the same fine-tune at a "
         "lower learning rate. A fine-tune that would make the circuit dearer or score lower on the training rows is not "
-        "kept (the scored model is returned); 'kept' counts the fits where it was.",
+        "kept (the scored model is returned); 'kept' counts the fits where it was. The hold-out guard also refuses a "
+        "fine-tune that scores lower than the winner on the hold-out rows, which it has trained on and the winner has not.",
         "",
-        "| variant | mean test score | fits kept | lower than `fit`'s by > 0.01 | higher by > 0.01 | mean predicted latency (s) |",
+        "| variant | mean test score | fits kept | lower than the rule before by > 0.01 | higher by > 0.01 | mean predicted latency (s) |",
         "|---|---|---|---|---|---|",
     ]
     for key, description in VARIANTS.items():

@@ -186,10 +186,18 @@ def test_final_fit_study_scores_the_winner_every_way_and_leaves_fit_alone(monkey
     fine_tune = search._fine_tune
     record = study.capture("wine", 0)
     assert search._fine_tune is fine_tune and search._final_fit.__name__ == "_final_fit"  # restored
-    for key in study.VARIANTS:
+    assert search.FINAL_HOLDOUT_GUARD["regressor"] is True  # the guard is off for the study's fit only
+    for key in set(study.VARIANTS) - {"default"}:
         assert 0 <= record[key] <= 1
     assert all(isinstance(record[f"lr_x{factor}_kept"], bool) for factor in study.LR_FACTORS)
     assert record["current"] == record["final_model_test"]  # the model fit returned
+    # The guard keeps fit's fine-tune only where fit kept it and the hold-out rows did not lose.
+    guard_keeps = record["current_kept"] and record["holdout_current"] >= record["holdout_as_scored"]
+    assert record["holdout_guard_kept"] is guard_keeps
+    assert record["holdout_guard"] == (record["current"] if guard_keeps else record["as_scored"])
+    assert study.with_default(record)["default"] == record["current"]  # a classifier: no guard
+    regression = {**record, "dataset": "friedman2", "holdout_guard": 0.5}
+    assert study.with_default(regression)["default"] == 0.5
     text = study.report([record, {**record, "seed": 1}])
     assert all(f"| {description} |" in text for description in study.VARIANTS.values())
     assert "| wine |" in text

@@ -99,10 +99,38 @@ def test_a_final_fine_tune_that_scores_lower_on_its_own_data_is_not_kept(breast_
 
     monkeypatch.setattr(search, "_fine_tune", fine_tune)
     winner = search.Scored(candidate, scored_model, rows)
-    model = search._final_fit(winner, scored_model, X_train, y_train, epochs=1)
+    model = search._final_fit(winner, scored_model, X_train, y_train, np.arange(10), epochs=1)
     assert candidate.fine_tuned_on_all_data is (not diverges)
     assert (model is scored_model) is diverges
 
+
+@pytest.mark.parametrize("estimator_class", [NeuralNetRegressor, NeuralNetClassifier])
+@pytest.mark.parametrize("lost_rows_are_held_out", [True, False])
+def test_a_regressor_final_fine_tune_that_loses_on_the_hold_out_rows_is_not_kept(
+    breast_cancer, diabetes, monkeypatch, estimator_class, lost_rows_are_held_out
+):
+    """A small loss stays far inside the training-score slack, but the hold-out rows are rows the
+    winner never saw and the fine-tune has now trained on: a regressor losing any score there was
+    harmed. A classifier's accuracy moves by whole rows, so it keeps the slack alone."""
+    X_train, _, y_train, _ = diabetes if estimator_class is NeuralNetRegressor else breast_cancer
+    scored_model = estimator_class(tighten=False, **QUICK).fit(X_train, y_train)
+    rows = holdout.holdout_rows(scored_model, X_train, y_train)
+    candidate = search._price(scored_model, None, rows, 10, 0.0)
+    held_out = np.arange(100, 200)
+    lost = held_out[:3] if lost_rows_are_held_out else np.arange(3)
+
+    def scores(model, X, y, rounding):  # the fine-tuned network scores 0.5 lower on the rows `lost`
+        per_row = np.ones(len(y))
+        if model is not scored_model:
+            per_row[lost] = 0.5
+        return holdout.HoldoutRows(per_row, per_row)
+
+    monkeypatch.setattr(search, "_fine_tune", lambda model, X, y, epochs: True)
+    monkeypatch.setattr(search, "_holdout_rows", scores)
+    model = search._final_fit(search.Scored(candidate, scored_model, rows), scored_model, X_train, y_train, held_out, epochs=1)
+    refused = lost_rows_are_held_out and estimator_class is NeuralNetRegressor
+    assert candidate.fine_tuned_on_all_data is (not refused)
+    assert (model is scored_model) is refused
 
 def test_the_final_fine_tune_of_a_rounded_winner_is_judged_as_the_circuit_computes(breast_cancer, monkeypatch):
     X_train, _, y_train, _ = breast_cancer
@@ -122,7 +150,7 @@ def test_the_final_fine_tune_of_a_rounded_winner_is_judged_as_the_circuit_comput
 
     monkeypatch.setattr(search, "_fine_tune", lambda model, X, y, epochs: True)
     monkeypatch.setattr(search, "_holdout_rows", spy)
-    search._final_fit(search.Scored(candidate, scored_model, rows), scored_model, X_train, y_train, epochs=1)
+    search._final_fit(search.Scored(candidate, scored_model, rows), scored_model, X_train, y_train, np.arange(10), epochs=1)
     assert judged == [rounding, rounding]  # both networks scored FHE-simulated with the rounding
 
 
