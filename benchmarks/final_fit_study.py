@@ -101,8 +101,8 @@ def capture(name: str, seed: int) -> dict:
         record["as_scored"] = test_score(winner.model, rounding, X_test, y_test)
         record["current"] = test_score(model, rounding, X_test, y_test)
         record["current_kept"] = winner.candidate.fine_tuned_on_all_data
-        for key, scored in (("holdout_as_scored", winner.model), ("holdout_current", model)):
-            record[key] = float(search._holdout_rows(scored, X[holdout], y[holdout], rounding).score.mean())
+        record["holdout_as_scored"] = float(winner.rows.score.mean())  # as the search scored it
+        record["holdout_current"] = float(search._holdout_rows(model, X[holdout], y[holdout], rounding).score.mean())
         guard_keeps = record["current_kept"] and record["holdout_current"] >= record["holdout_as_scored"]
         record["holdout_guard"] = record["current"] if guard_keeps else record["as_scored"]
         record["holdout_guard_kept"] = guard_keeps

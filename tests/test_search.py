@@ -132,6 +132,7 @@ def test_a_regressor_final_fine_tune_that_loses_on_the_hold_out_rows_is_not_kept
     assert candidate.fine_tuned_on_all_data is (not refused)
     assert (model is scored_model) is refused
 
+
 def test_the_final_fine_tune_of_a_rounded_winner_is_judged_as_the_circuit_computes(breast_cancer, monkeypatch):
     X_train, _, y_train, _ = breast_cancer
     scored_model = NeuralNetClassifier(tighten=False, **QUICK).fit(X_train, y_train)
