@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numbers
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import skorch
@@ -263,11 +263,14 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         density = getattr(self, "first_layer_density_", None) or given_first_layer_density(self)
         return make_budget_policy(self.pruning_budget, self.n_hidden_neurons_multiplier, density)
 
-    def _finalize_pruning(self) -> None:
-        """Make masks permanent and enforce the exact accumulator bound on integer weights (:mod:`.finalize`)."""
+    def _finalize_pruning(self, layer_bits: Sequence[int] | None = None) -> None:
+        """Make masks permanent and enforce the exact accumulator bound on integer weights (:mod:`.finalize`);
+        ``layer_bits`` caps each layer's width below the budget too."""
         policy = self._budget_policy()
         module = self.module_.eval()
-        reports = finalize.finalize_and_report(module, policy, self.accumulator_budget_, self.layer_omegas_)
+        reports = finalize.finalize_and_report(
+            module, policy, self.accumulator_budget_, self.layer_omegas_, layer_bits=layer_bits
+        )
         if reports.neurons_removed:
             self.initialize_optimizer()  # parameter shapes changed
         for name, value in reports.fitted_attributes().items():

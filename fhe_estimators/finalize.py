@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -111,20 +111,31 @@ class PruningReports(NamedTuple):
 
 
 def finalize_and_report(
-    module: QuantMLP, policy: BudgetPolicy, accumulator_budget: int, layer_omegas: list[int]
+    module: QuantMLP,
+    policy: BudgetPolicy,
+    accumulator_budget: int,
+    layer_omegas: list[int],
+    layer_bits: Sequence[int] | None = None,
 ) -> PruningReports:
     """After training: ``policy``'s keep counts made permanent, the exact check and repair
-    (:func:`finalize_pruning`) under ``accumulator_budget``, then the reports (:func:`build_reports`)."""
+    (:func:`finalize_pruning`) under ``accumulator_budget``, then the reports (:func:`build_reports`).
+
+    ``layer_bits`` caps each layer's accumulator below the budget too (the search keeps a
+    circuit's widths as it priced them through its final fine-tune)."""
     keep = policy.keep_counts(module, accumulator_budget, layer_omegas)
-    dropped, removed = finalize_pruning(module, keep, accumulator_budget)
+    budgets = [accumulator_budget] * len(module.linears)
+    if layer_bits is not None:
+        budgets = [min(accumulator_budget, int(bits)) for bits in layer_bits]
+    dropped, removed = finalize_pruning(module, keep, budgets)
     return build_reports(module, dropped, removed, layer_omegas=layer_omegas, policy=policy)
 
 
 def finalize_pruning(
-    module: QuantMLP, keep_counts: list[np.ndarray], accumulator_budget: int
+    module: QuantMLP, keep_counts: list[np.ndarray], accumulator_budget: int | Sequence[int]
 ) -> tuple[list[int], list[int]]:
     """Make masks permanent, then check and repair until stable.
 
+    ``accumulator_budget``: one width for every layer, or one per linear layer.
     Returns, per layer, the weights the exact check dropped and the hidden
     neurons removed (if any were, the caller's optimizer holds stale parameters).
     """
@@ -143,18 +154,21 @@ def finalize_pruning(
     return dropped, removed
 
 
-def drop_overflowing_weights(module: QuantMLP, accumulator_budget: int, dropped: list[int]) -> bool:
+def drop_overflowing_weights(
+    module: QuantMLP, accumulator_budget: int | Sequence[int], dropped: list[int]
+) -> bool:
     """The exact check: drop each neuron's smallest weights until its worst case, plus what the
-    rounding before its lookup may add, fits (counts into ``dropped``)."""
+    rounding before its lookup may add, fits its layer's budget (counts into ``dropped``)."""
     changed = False
     for index, (layer, integer) in enumerate(zip(module.linears, module.integer_layers())):
+        budget = accumulator_budget if isinstance(accumulator_budget, int) else int(accumulator_budget[index])
         keep = enforce_accumulator_budget(
             integer.weights,
             None,
             integer.input_min,
             integer.input_max,
-            accumulator_budget,
-            headroom=rounding_headroom(module, index, accumulator_budget),
+            budget,
+            headroom=rounding_headroom(module, index, budget),
         )
         drop = (integer.weights != 0) & ~keep
         if drop.any():

@@ -73,6 +73,11 @@ PREDICTIONS_PER_KEY_SET = 10
 #: How much dearer (by :func:`objective_s`) than as scored the winner may come out of its final
 #: fine-tune on all the training data; beyond it the scored model is kept.
 FINAL_COST_SLACK = 1.1
+#: When the final fine-tune comes out dearer than that, drop its smallest weights until each
+#: accumulator is no wider than as scored, then price it again: a fine-tune that moves one layer's
+#: worst case across a power of two doubles its lookups' keys (3-class: 8 -> 9 bits, 2.1x the
+#: price), and keeping the scored model instead throws away the quarter of the rows it never saw.
+TRIM_TO_SCORED_WIDTHS = True
 #: How much lower the winner may score on the training data after its final fine-tune than before
 #: it (those rows are what it was fine-tuned on): a penalty may cost some training fit (diabetes:
 #: R² 0.567 -> 0.551 with weight decay 0.1, and a better test score), a diverged fine-tune costs
@@ -138,6 +143,9 @@ class Candidate:
     #: The winner only: False when the final fine-tune on all the data would have made the
     #: circuit dearer (see :data:`FINAL_COST_SLACK`), so the model trained on the rest is kept.
     fine_tuned_on_all_data: bool | None = None
+    #: The winner only: True when its final fine-tune priced above :data:`FINAL_COST_SLACK` and
+    #: was trimmed back to the accumulator widths as scored (:data:`TRIM_TO_SCORED_WIDTHS`).
+    final_widths_trimmed: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -316,7 +324,9 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, holdout:
     scales, and with them the bits a lookup reads (digits at (4,4,12): 6.8 s and 1.1 GB of keys
     as scored, 14.7 s and 2.2 GB after), or if it scores more than :data:`FINAL_SCORE_SLACK` lower
     on the training data it was just trained on, or (a regressor) lower at all on the ``holdout``
-    rows (:data:`FINAL_HOLDOUT_GUARD`). Then the scored model is kept, as it was validated."""
+    rows (:data:`FINAL_HOLDOUT_GUARD`). Then the scored model is kept, as it was validated.
+    A fine-tune priced too dear with an accumulator wider than as scored is first trimmed back
+    to the scored widths and priced again (:data:`TRIM_TO_SCORED_WIDTHS`)."""
     rounding = winner.candidate.rounding_threshold_bits
     finished = copy.deepcopy(winner.model)
     alive = _fine_tune(finished, X, y, epochs)
@@ -324,8 +334,13 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, holdout:
     finished.n_train_samples_ = len(X)
     keeps_price = keeps_score = False
     if alive:
-        price = estimate_cost(finished, rounding_threshold_bits=rounding)
-        keeps_price = _objective(price.latency_s, price.keygen_s) <= FINAL_COST_SLACK * objective_s(winner.candidate)
+        keeps_price = _keeps_price(finished, winner, rounding)
+        scored_widths = estimate_cost(winner.model, rounding_threshold_bits=rounding).accumulator_bits
+        if not keeps_price and TRIM_TO_SCORED_WIDTHS and _wider(finished, scored_widths, rounding):
+            finished._finalize_pruning(layer_bits=scored_widths)  # drops the smallest weights
+            winner.candidate.final_widths_trimmed = True
+            alive = not _has_dead_layer(finished)
+            keeps_price = alive and _keeps_price(finished, winner, rounding)
     if keeps_price:  # only then is the score worth its two compiles and simulations
         # On the rows it was just trained on, a fine-tune that worked cannot score much lower; as
         # the circuit computes (a fine-tune moves the sums a rounding cuts: digits at (4,4,12),
@@ -338,6 +353,18 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, holdout:
     model = finished if winner.candidate.fine_tuned_on_all_data else winner.model
     model.rounding_threshold_bits_ = rounding
     return model
+
+
+def _keeps_price(finished, winner: Scored, rounding) -> bool:
+    """Whether ``finished`` costs at most :data:`FINAL_COST_SLACK` times the winner as scored."""
+    price = estimate_cost(finished, rounding_threshold_bits=rounding)
+    return _objective(price.latency_s, price.keygen_s) <= FINAL_COST_SLACK * objective_s(winner.candidate)
+
+
+def _wider(model, widths: list[int], rounding) -> bool:
+    """Whether any of ``model``'s accumulators, as its circuit would compute them, exceeds ``widths``."""
+    own = estimate_cost(model, rounding_threshold_bits=rounding).accumulator_bits
+    return any(mine > theirs for mine, theirs in zip(own, widths))
 
 
 def _feasible(

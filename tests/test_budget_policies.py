@@ -1,5 +1,6 @@
 """The pruning budgets as policy objects, the pruning callback driven by them, and the per-layer reports."""
 
+import copy
 import json
 import pickle
 from types import SimpleNamespace
@@ -103,6 +104,16 @@ def test_callback_still_takes_a_plain_callable_budget(tiny):
     assert _train_call(callback.initialize(), net) == [[1, 2, 3], [2, 2]]
     with pytest.raises(ValueError, match="pass the net"):
         PerNeuronPruning(budget=CountBudget(1)).final_keep_counts(tiny)
+
+
+def test_finalize_caps_each_layer_at_its_own_width(tiny):
+    """``layer_bits`` holds a layer below the budget (the search's trim to the widths it priced);
+    a layer already within keeps every weight."""
+    wide = finalize_and_report(copy.deepcopy(tiny), ExactBudget(10), 8, OMEGAS)
+    narrow_first = [wide.accumulator_bits[0] - 1, 8]
+    capped = finalize_and_report(tiny, ExactBudget(10), 8, OMEGAS, layer_bits=narrow_first)
+    assert capped.accumulator_bits[0] <= narrow_first[0] and capped.layers[0].dropped_by_check > 0
+    assert capped.layers[1].dropped_by_check == 0
 
 
 def test_finalize_reports_are_dataclasses_with_dict_views(tiny):

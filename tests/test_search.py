@@ -104,6 +104,44 @@ def test_a_final_fine_tune_that_scores_lower_on_its_own_data_is_not_kept(breast_
     assert (model is scored_model) is diverges
 
 
+@pytest.mark.parametrize("trim", [True, False])
+def test_a_final_fine_tune_that_widens_an_accumulator_is_trimmed_to_the_widths_as_scored(
+    breast_cancer, monkeypatch, trim
+):
+    """The fine-tune moves integer weights, and a layer whose worst case crosses a power of two
+    doubles its lookups' keys. Its smallest weights are dropped until every accumulator is as wide
+    as the search priced it; without that the fine-tune is refused and its rows are lost."""
+    X_train, _, y_train, _ = breast_cancer
+    scored_model = NeuralNetClassifier(tighten=False, **{**QUICK, "n_accum_bits": 12}).fit(X_train, y_train)
+    wide_weights = [layer.weight.detach().clone() for layer in scored_model.module_.linears]
+    scored_model._set_accumulator_budget(8)  # the search's narrower candidate
+    scored_model._finalize_pruning()
+    scored_widths = search.estimate_cost(scored_model).accumulator_bits
+    rows = holdout.holdout_rows(scored_model, X_train, y_train)
+    candidate = search._price(scored_model, None, rows, 8, 0.0)
+
+    def widening_fine_tune(model, X, y, epochs):  # back to the 12-bit network's weights and budget
+        with torch.no_grad():
+            for layer, weights in zip(model.module_.linears, wide_weights):
+                layer.weight.copy_(weights)
+        model._set_accumulator_budget(12)
+        model._finalize_pruning()
+        assert search.estimate_cost(model).accumulator_bits > scored_widths  # wider, dearer
+        return True
+
+    monkeypatch.setattr(search, "_fine_tune", widening_fine_tune)
+    monkeypatch.setattr(search, "TRIM_TO_SCORED_WIDTHS", trim)
+    model = search._final_fit(search.Scored(candidate, scored_model, rows), scored_model, X_train, y_train, np.arange(10), epochs=1)
+    assert candidate.final_widths_trimmed is trim
+    assert candidate.fine_tuned_on_all_data is trim
+    assert (model is scored_model) is (not trim)
+    widths = search.estimate_cost(model).accumulator_bits
+    assert all(width <= scored for width, scored in zip(widths, scored_widths))
+    assert max(model.accumulator_bits_) <= 8  # the exact check, at the scored widths
+    if trim:  # the fine-tuned weights, minus the smallest: not the scored network
+        assert not torch.equal(model.module_.linears[0].weight, scored_model.module_.linears[0].weight)
+
+
 @pytest.mark.parametrize("estimator_class", [NeuralNetRegressor, NeuralNetClassifier])
 @pytest.mark.parametrize("lost_rows_are_held_out", [True, False])
 def test_a_regressor_final_fine_tune_that_loses_on_the_hold_out_rows_is_not_kept(
