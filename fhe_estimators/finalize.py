@@ -12,6 +12,7 @@ layer (``layer_reports_``; ``pruning_report_`` holds their dicts).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Integral
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterator, NamedTuple, Sequence
 
@@ -161,7 +162,8 @@ def drop_overflowing_weights(
     rounding before its lookup may add, fits its layer's budget (counts into ``dropped``)."""
     changed = False
     for index, (layer, integer) in enumerate(zip(module.linears, module.integer_layers())):
-        budget = accumulator_budget if isinstance(accumulator_budget, int) else int(accumulator_budget[index])
+        budget = accumulator_budget if isinstance(accumulator_budget, Integral) else accumulator_budget[index]
+        budget = int(budget)
         keep = enforce_accumulator_budget(
             integer.weights,
             None,
