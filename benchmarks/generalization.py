@@ -155,6 +155,11 @@ DATASETS: dict[str, Spec] = {
     "regression_noisy": Spec(
         REG, partial(sk.make_regression, n_samples=600, n_features=40, n_informative=10, noise=30.0, random_state=0)
     ),
+    # Few rows (a 38-row hold-out) and few columns: the regime where the width rule's 4-bit input
+    # was never compared with a finer one (added after a probe on data outside this list).
+    "regression_small": Spec(
+        REG, partial(sk.make_regression, n_samples=200, n_features=8, n_informative=5, noise=10.0, random_state=8)
+    ),
 }
 
 

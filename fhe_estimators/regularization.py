@@ -40,6 +40,7 @@ from .holdout import (
     AUTO_MIN_SAMPLES,
     AUTO_SPARSE_MIN_HOLDOUT,
     AUTO_WEIGHT_DECAYS,
+    FINER_INPUT_MIN_HOLDOUT,
     HoldoutRows,
     choose_initialization,
     choose_penalty,
@@ -226,12 +227,12 @@ def finer_input(estimator, X: np.ndarray, y: np.ndarray, train, holdout, first, 
 
     The rule gives an input only the bits the first layer fits *unpruned*; on many columns
     (a one-hot matrix) that is 3, coarse for a continuous feature that carries the target. Tried
-    only with ``n_input_bits=None``, a hold-out of at least :data:`~.holdout.AUTO_SPARSE_MIN_HOLDOUT`
+    only with ``n_input_bits=None``, a hold-out of at least :data:`~.holdout.FINER_INPUT_MIN_HOLDOUT`
     rows and an ``n_accum_bits`` that keeps at least one weight per neuron at the finer input.
     """
     if (
         estimator.n_input_bits is not None
-        or len(holdout) < AUTO_SPARSE_MIN_HOLDOUT
+        or len(holdout) < FINER_INPUT_MIN_HOLDOUT[estimator._estimator_type]
         or first.n_input_bits_ >= MAX_FREE_INPUT_BITS
         or terms_that_fit(estimator.n_accum_bits, estimator.n_w_bits, MAX_FREE_INPUT_BITS) == 0
     ):

@@ -29,6 +29,24 @@ def test_paired_gap_and_the_one_standard_error_rule():
     assert not holdout.within(holdout.paired_gap(best, one_miss), 0.0, standard_errors=0.0)
 
 
+@pytest.mark.parametrize("n_rows", [38, 100])
+def test_a_finer_input_must_win_by_a_standard_error_on_a_small_hold_out(n_rows):
+    """Any higher score on 100+ rows; on fewer (a regressor's) a win within one paired standard
+    error is noise (diabetes' 83 rows: 0.04 of one)."""
+    rule = np.full(n_rows, 0.9)
+    slightly = rule + 0.002 + np.resize([0.05, -0.05], n_rows)  # higher on average, by under 1 SE
+    clearly = rule + 0.05
+    gap, standard_error = holdout.paired_gap(slightly, rule)
+    assert 0 < gap < standard_error
+
+    def rows(score):
+        return holdout.HoldoutRows(score, score)
+
+    assert holdout.prefers_finer_input(rows(clearly), rows(rule))
+    assert holdout.prefers_finer_input(rows(slightly), rows(rule)) is (n_rows >= holdout.AUTO_SPARSE_MIN_HOLDOUT)
+    assert not holdout.prefers_finer_input(rows(rule), rows(rule))  # a tie keeps the width rule's
+
+
 def test_weight_decay_choice_breaks_accuracy_ties_by_likelihood_then_strength():
     def rows(correct, confidence):
         correct, probability = np.asarray(correct, dtype=float), np.full(len(correct), confidence)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, budget, regularization
+from fhe_estimators import NeuralNetClassifier, NeuralNetRegressor, budget, holdout, regularization
 from fhe_estimators.budget_policies import ExactBudget, make_budget_policy
 from fhe_estimators.holdout import AUTO_WEIGHT_DECAYS
 from fhe_estimators.regularization import Regularization as R
@@ -98,6 +98,21 @@ def test_a_given_input_width_or_a_small_hold_out_compares_none(breast_cancer, ir
     X_train, _, y_train, _ = iris  # 28 hold-out rows: too few to tell widths apart
     small = NeuralNetClassifier(**params).fit(X_train, y_train)
     assert not hasattr(small, "input_bits_scores_")
+
+
+def test_a_regressor_compares_the_finer_input_on_a_few_dozen_hold_out_rows():
+    # R² is continuous: 38 hold-out rows (150 training rows) tell a coarse input's loss, where a
+    # classifier's accuracy would move by whole rows (it waits for 100).
+    from sklearn.datasets import make_classification, make_regression
+
+    params = dict(hidden_layer_sizes=(6,), max_epochs=4, random_state=0, tighten=False, optimizer__weight_decay="auto")
+    X, y = make_regression(n_samples=150, n_features=30, n_informative=5, noise=10, random_state=0)
+    regressor = NeuralNetRegressor(**params).fit(X.astype(np.float32), y)
+    assert set(regressor.input_bits_scores_) == {budget.default_input_bits(30, 3, 3, 10), budget.MAX_FREE_INPUT_BITS}
+    X, y = make_classification(n_samples=150, n_features=30, random_state=0)
+    classifier = NeuralNetClassifier(**params).fit(X.astype(np.float32), y)
+    assert not hasattr(classifier, "input_bits_scores_")
+    assert holdout.FINER_INPUT_MIN_HOLDOUT["regressor"] <= 38 < holdout.FINER_INPUT_MIN_HOLDOUT["classifier"]
 
 
 def test_no_finer_input_where_the_budget_cannot_hold_it(breast_cancer):
