@@ -171,6 +171,33 @@ def test_a_regressor_final_fine_tune_that_loses_on_the_hold_out_rows_is_not_kept
     assert (model is scored_model) is refused
 
 
+@pytest.mark.parametrize("estimator_class", [NeuralNetClassifier, NeuralNetRegressor])
+def test_a_classifier_final_fine_tune_that_loses_training_rows_beyond_a_standard_error_is_not_kept(
+    breast_cancer, diabetes, monkeypatch, estimator_class
+):
+    """3% of the training rows lost: inside the 0.05 slack, but several standard errors on a few
+    hundred rows. A classifier refuses it; a regressor keeps the slack (and its hold-out guard)."""
+    X_train, _, y_train, _ = breast_cancer if estimator_class is NeuralNetClassifier else diabetes
+    scored_model = estimator_class(tighten=False, **QUICK).fit(X_train, y_train)
+    rows = holdout.holdout_rows(scored_model, X_train, y_train)
+    candidate = search._price(scored_model, None, rows, 10, 0.0)
+    held_out = np.arange(len(y_train) - 50, len(y_train))
+    lost = np.arange(int(0.03 * len(y_train)))  # none of them held out
+
+    def scores(model, X, y, rounding):
+        per_row = np.ones(len(y))
+        if model is not scored_model:
+            per_row[lost] = 0.0
+        return holdout.HoldoutRows(per_row, per_row)
+
+    monkeypatch.setattr(search, "_fine_tune", lambda model, X, y, epochs: True)
+    monkeypatch.setattr(search, "_holdout_rows", scores)
+    model = search._final_fit(search.Scored(candidate, scored_model, rows), scored_model, X_train, y_train, held_out, epochs=1)
+    refused = estimator_class is NeuralNetClassifier
+    assert candidate.fine_tuned_on_all_data is (not refused)
+    assert (model is scored_model) is refused
+
+
 def test_the_final_fine_tune_of_a_rounded_winner_is_judged_as_the_circuit_computes(breast_cancer, monkeypatch):
     X_train, _, y_train, _ = breast_cancer
     scored_model = NeuralNetClassifier(tighten=False, **QUICK).fit(X_train, y_train)
