@@ -12,7 +12,6 @@ layer (``layer_reports_``; ``pruning_report_`` holds their dicts).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from numbers import Integral
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterator, NamedTuple, Sequence
 
@@ -132,11 +131,10 @@ def finalize_and_report(
 
 
 def finalize_pruning(
-    module: QuantMLP, keep_counts: list[np.ndarray], accumulator_budget: int | Sequence[int]
+    module: QuantMLP, keep_counts: list[np.ndarray], layer_budgets: Sequence[int]
 ) -> tuple[list[int], list[int]]:
-    """Make masks permanent, then check and repair until stable.
+    """Make masks permanent, then check and repair until stable, each linear layer at its budget.
 
-    ``accumulator_budget``: one width for every layer, or one per linear layer.
     Returns, per layer, the weights the exact check dropped and the hidden
     neurons removed (if any were, the caller's optimizer holds stale parameters).
     """
@@ -148,22 +146,19 @@ def finalize_pruning(
 
     dropped, removed = [0] * len(layers), [0] * len(layers)
     for _ in range(MAX_REPAIR_ROUNDS):
-        changed = drop_overflowing_weights(module, accumulator_budget, dropped)
+        changed = drop_overflowing_weights(module, layer_budgets, dropped)
         changed = remove_dead_neurons(module, removed) or changed
         if not changed:
             break
     return dropped, removed
 
 
-def drop_overflowing_weights(
-    module: QuantMLP, accumulator_budget: int | Sequence[int], dropped: list[int]
-) -> bool:
+def drop_overflowing_weights(module: QuantMLP, layer_budgets: Sequence[int], dropped: list[int]) -> bool:
     """The exact check: drop each neuron's smallest weights until its worst case, plus what the
     rounding before its lookup may add, fits its layer's budget (counts into ``dropped``)."""
     changed = False
-    for index, (layer, integer) in enumerate(zip(module.linears, module.integer_layers())):
-        budget = accumulator_budget if isinstance(accumulator_budget, Integral) else accumulator_budget[index]
-        budget = int(budget)
+    layers = zip(module.linears, module.integer_layers(), layer_budgets)
+    for index, (layer, integer, budget) in enumerate(layers):
         keep = enforce_accumulator_budget(
             integer.weights,
             None,

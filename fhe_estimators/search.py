@@ -341,13 +341,15 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, holdout:
     finished.n_train_samples_ = len(X)
     keeps_price = keeps_score = False
     if alive:
-        keeps_price = _keeps_price(finished, winner, rounding)
-        scored_widths = estimate_cost(winner.model, rounding_threshold_bits=rounding).accumulator_bits
-        if not keeps_price and TRIM_TO_SCORED_WIDTHS and _wider(finished, scored_widths, rounding):
-            finished._finalize_pruning(layer_bits=scored_widths)  # drops the smallest weights
-            winner.candidate.final_widths_trimmed = True
-            alive = not _has_dead_layer(finished)
-            keeps_price = alive and _keeps_price(finished, winner, rounding)
+        price = estimate_cost(finished, rounding_threshold_bits=rounding)
+        keeps_price = _keeps_price(price, winner)
+        if not keeps_price and TRIM_TO_SCORED_WIDTHS:
+            scored_widths = estimate_cost(winner.model, rounding_threshold_bits=rounding).accumulator_bits
+            if any(mine > theirs for mine, theirs in zip(price.accumulator_bits, scored_widths)):
+                finished._finalize_pruning(layer_bits=scored_widths)  # drops the smallest weights
+                winner.candidate.final_widths_trimmed = True
+                alive = not _has_dead_layer(finished)
+                keeps_price = alive and _keeps_price(estimate_cost(finished, rounding_threshold_bits=rounding), winner)
     if keeps_price:  # only then is the score worth its two compiles and simulations
         # On the rows it was just trained on, a fine-tune that worked cannot score much lower; as
         # the circuit computes (a fine-tune moves the sums a rounding cuts: digits at (4,4,12),
@@ -365,16 +367,9 @@ def _final_fit(winner: Scored, estimator, X: np.ndarray, y: np.ndarray, holdout:
     return model
 
 
-def _keeps_price(finished, winner: Scored, rounding) -> bool:
-    """Whether ``finished`` costs at most :data:`FINAL_COST_SLACK` times the winner as scored."""
-    price = estimate_cost(finished, rounding_threshold_bits=rounding)
+def _keeps_price(price, winner: Scored) -> bool:
+    """Whether ``price`` (a fine-tuned winner's) is at most :data:`FINAL_COST_SLACK` times the winner's as scored."""
     return _objective(price.latency_s, price.keygen_s) <= FINAL_COST_SLACK * objective_s(winner.candidate)
-
-
-def _wider(model, widths: list[int], rounding) -> bool:
-    """Whether any of ``model``'s accumulators, as its circuit would compute them, exceeds ``widths``."""
-    own = estimate_cost(model, rounding_threshold_bits=rounding).accumulator_bits
-    return any(mine > theirs for mine, theirs in zip(own, widths))
 
 
 def _feasible(

@@ -142,6 +142,26 @@ def test_a_final_fine_tune_that_widens_an_accumulator_is_trimmed_to_the_widths_a
         assert not torch.equal(model.module_.linears[0].weight, scored_model.module_.linears[0].weight)
 
 
+def final_fit_losing_rows(monkeypatch, estimator_class, data, held_out, lost, loss):
+    """``search._final_fit`` of a plain fit whose stubbed fine-tune scores ``loss`` lower on the
+    rows ``lost`` (and the same elsewhere): (the winner's candidate, the model kept, the winner)."""
+    X_train, _, y_train, _ = data
+    scored_model = estimator_class(tighten=False, **QUICK).fit(X_train, y_train)
+    rows = holdout.holdout_rows(scored_model, X_train, y_train)
+    candidate = search._price(scored_model, None, rows, 10, 0.0)
+
+    def scores(model, X, y, rounding):
+        per_row = np.ones(len(y))
+        if model is not scored_model:
+            per_row[lost] = 1.0 - loss
+        return holdout.HoldoutRows(per_row, per_row)
+
+    monkeypatch.setattr(search, "_fine_tune", lambda model, X, y, epochs: True)
+    monkeypatch.setattr(search, "_holdout_rows", scores)
+    winner = search.Scored(candidate, scored_model, rows)
+    return candidate, search._final_fit(winner, scored_model, X_train, y_train, held_out, epochs=1), scored_model
+
+
 @pytest.mark.parametrize("estimator_class", [NeuralNetRegressor, NeuralNetClassifier])
 @pytest.mark.parametrize("lost_rows_are_held_out", [True, False])
 def test_a_regressor_final_fine_tune_that_loses_on_the_hold_out_rows_is_not_kept(
@@ -150,22 +170,10 @@ def test_a_regressor_final_fine_tune_that_loses_on_the_hold_out_rows_is_not_kept
     """A small loss stays far inside the training-score slack, but the hold-out rows are rows the
     winner never saw and the fine-tune has now trained on: a regressor losing any score there was
     harmed. A classifier's accuracy moves by whole rows, so it keeps the slack alone."""
-    X_train, _, y_train, _ = diabetes if estimator_class is NeuralNetRegressor else breast_cancer
-    scored_model = estimator_class(tighten=False, **QUICK).fit(X_train, y_train)
-    rows = holdout.holdout_rows(scored_model, X_train, y_train)
-    candidate = search._price(scored_model, None, rows, 10, 0.0)
+    data = diabetes if estimator_class is NeuralNetRegressor else breast_cancer
     held_out = np.arange(100, 200)
     lost = held_out[:3] if lost_rows_are_held_out else np.arange(3)
-
-    def scores(model, X, y, rounding):  # the fine-tuned network scores 0.5 lower on the rows `lost`
-        per_row = np.ones(len(y))
-        if model is not scored_model:
-            per_row[lost] = 0.5
-        return holdout.HoldoutRows(per_row, per_row)
-
-    monkeypatch.setattr(search, "_fine_tune", lambda model, X, y, epochs: True)
-    monkeypatch.setattr(search, "_holdout_rows", scores)
-    model = search._final_fit(search.Scored(candidate, scored_model, rows), scored_model, X_train, y_train, held_out, epochs=1)
+    candidate, model, scored_model = final_fit_losing_rows(monkeypatch, estimator_class, data, held_out, lost, 0.5)
     refused = lost_rows_are_held_out and estimator_class is NeuralNetRegressor
     assert candidate.fine_tuned_on_all_data is (not refused)
     assert (model is scored_model) is refused
@@ -177,22 +185,11 @@ def test_a_classifier_final_fine_tune_that_loses_training_rows_beyond_a_standard
 ):
     """3% of the training rows lost: inside the 0.05 slack, but several standard errors on a few
     hundred rows. A classifier refuses it; a regressor keeps the slack (and its hold-out guard)."""
-    X_train, _, y_train, _ = breast_cancer if estimator_class is NeuralNetClassifier else diabetes
-    scored_model = estimator_class(tighten=False, **QUICK).fit(X_train, y_train)
-    rows = holdout.holdout_rows(scored_model, X_train, y_train)
-    candidate = search._price(scored_model, None, rows, 10, 0.0)
-    held_out = np.arange(len(y_train) - 50, len(y_train))
-    lost = np.arange(int(0.03 * len(y_train)))  # none of them held out
-
-    def scores(model, X, y, rounding):
-        per_row = np.ones(len(y))
-        if model is not scored_model:
-            per_row[lost] = 0.0
-        return holdout.HoldoutRows(per_row, per_row)
-
-    monkeypatch.setattr(search, "_fine_tune", lambda model, X, y, epochs: True)
-    monkeypatch.setattr(search, "_holdout_rows", scores)
-    model = search._final_fit(search.Scored(candidate, scored_model, rows), scored_model, X_train, y_train, held_out, epochs=1)
+    data = breast_cancer if estimator_class is NeuralNetClassifier else diabetes
+    n_rows = len(data[2])
+    held_out = np.arange(n_rows - 50, n_rows)
+    lost = np.arange(int(0.03 * n_rows))  # none of them held out
+    candidate, model, scored_model = final_fit_losing_rows(monkeypatch, estimator_class, data, held_out, lost, 1.0)
     refused = estimator_class is NeuralNetClassifier
     assert candidate.fine_tuned_on_all_data is (not refused)
     assert (model is scored_model) is refused
