@@ -246,6 +246,11 @@ def ours(task: str, params: dict, data: tuple) -> dict:
         "max_bit_width": int(model.circuit_report_.max_bit_width),
         "predicted_latency_s": None if cost is None else float(cost.latency_s),
         "predicted_pbs_count": None if cost is None else int(cost.pbs_count),
+        "hidden_layer_sizes": [int(size) for size in model.hidden_layer_sizes_],
+        # {"32": hold-out score, "64": ...} when hidden_layer_sizes="auto" compared widths
+        "hidden_layer_sizes_scores": {
+            ",".join(map(str, sizes)): score for sizes, score in getattr(model, "hidden_layer_sizes_scores_", {}).items()
+        },
     }
 
 

@@ -16,7 +16,6 @@ This module holds fit, compile and predict.
 
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,7 +39,7 @@ from .outputs import OutputDecoder
 from .parameters import estimator_init
 from .persistence import PicklingMixin
 from .skorch_params import SkorchParametersMixin
-from .regularization import Regularization, given_first_layer_density, resolve_regularization
+from .regularization import Regularization, given_first_layer_density, given_hidden_sizes, resolve_regularization
 from .regularization import draw_unseeded_fit_seed, fit_seed, initialization_seed
 from .validation import PRUNING_BUDGETS  # noqa: F401  (importable here as before)
 
@@ -155,8 +154,9 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
 
     # ------------------------------------------------------------------ training
     def _hidden_sizes(self) -> tuple[int, ...]:
-        sizes = self.hidden_layer_sizes
-        return (int(sizes),) if isinstance(sizes, numbers.Integral) else tuple(int(s) for s in sizes)
+        """The hidden widths this fit trains: ``hidden_layer_sizes_`` (a model pickled before it was
+        kept: the parameter's)."""
+        return tuple(getattr(self, "hidden_layer_sizes_", None) or given_hidden_sizes(self))
 
     def initialize_module(self):
         """Build the quantized MLP from the estimator's hyperparameters and the data's shape."""
@@ -204,29 +204,35 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         regularization: Regularization | None = None,
         initialization: int = 0,
         input_bits: int | None = None,
+        hidden_sizes: tuple | None = None,
         **fit_params,
     ):
         """Shared tail of ``fit``: budget, seed, skorch training loop, finalize.
 
         ``regularization`` overrides the parameters' (numbers, or "auto" resolved on a hold-out,
         which then also picks the ``initialization``: which of ``n_init`` seeds torch draws from,
-        and may pick a finer input than the width rule's: ``input_bits``).
+        and may pick a finer input than the width rule's, ``input_bits``, and for
+        ``hidden_layer_sizes="auto"`` the ``hidden_sizes``).
         """
-        for stale in ("regularization_scores_", "initialization_scores_", "input_bits_scores_"):
+        stale_scores = ("regularization_scores_", "initialization_scores_", "input_bits_scores_", "hidden_layer_sizes_scores_")
+        for stale in stale_scores:
             vars(self).pop(stale, None)
         if regularization is None:
             choice = resolve_regularization(self, X, y)
             regularization, initialization, input_bits = choice.setting, choice.initialization, choice.input_bits
+            hidden_sizes = choice.hidden_sizes
             for name, scores in [
                 ("regularization_scores_", choice.scores),
                 ("initialization_scores_", choice.initialization_scores),
                 ("input_bits_scores_", choice.input_bits_scores),
+                ("hidden_layer_sizes_scores_", choice.hidden_sizes_scores),
             ]:
                 if scores is not None:
                     setattr(self, name, scores)
         if not hasattr(self, "input_bounds_"):
             self.input_bounds_ = column_bounds(X)
         self.initialization_ = int(initialization)
+        self.hidden_layer_sizes_ = given_hidden_sizes(self) if hidden_sizes is None else tuple(hidden_sizes)
         self.weight_decay_ = float(regularization.weight_decay)
         self.first_layer_density_ = float(regularization.first_layer_density)
         # A sparse first layer may leave room for a finer input; the hold-out may choose one too.

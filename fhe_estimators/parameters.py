@@ -25,7 +25,7 @@ from .compilation import DEFAULT_P_ERROR
 
 #: Our parameters (the FHE bit budget, pruning, the search, FHE execution), in signature order.
 FHE_PARAMETERS: dict[str, Any] = {
-    "hidden_layer_sizes": (32,),
+    "hidden_layer_sizes": "auto",
     "n_w_bits": 3,
     "n_a_bits": 3,
     "n_accum_bits": 10,

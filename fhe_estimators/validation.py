@@ -53,7 +53,7 @@ def _pruning_fractions(value, estimator) -> str:
 #: skips it, as for scikit-learn's estimators). Cross-parameter rules follow in
 #: :func:`validate_hyperparameters`.
 PARAMETER_CONSTRAINTS: dict[str, list] = {
-    "hidden_layer_sizes": [Interval(Integral, 1, None, closed="left"), tuple, list],
+    "hidden_layer_sizes": [Interval(Integral, 1, None, closed="left"), tuple, list, StrOptions({"auto"})],
     "n_w_bits": [Interval(Integral, 1, None, closed="left")],
     "n_a_bits": [Interval(Integral, 1, None, closed="left")],
     "n_accum_bits": [Interval(Integral, 1, None, closed="left")],
@@ -85,7 +85,10 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
 
 #: The message of a parameter that breaks its constraints: what it must be and why.
 CONSTRAINT_MESSAGES: dict[str, Callable] = {
-    "hidden_layer_sizes": lambda value, e: f"hidden_layer_sizes must be a tuple of positive integers, got {value!r}.",
+    "hidden_layer_sizes": lambda value, e: (
+        f'hidden_layer_sizes must be "auto" or a tuple of positive integers, got {value!r}: "auto" trains '
+        "32 neurons, or 64 when they win on the internal hold-out."
+    ),
     "n_w_bits": _positive_int("n_w_bits"),
     "n_a_bits": _positive_int("n_a_bits"),
     "n_accum_bits": _positive_int("n_accum_bits"),
@@ -178,7 +181,7 @@ def validate_hyperparameters(estimator) -> None:
     for input_bits in {estimator.n_a_bits, estimator.n_input_bits or estimator.n_a_bits}:
         omega(estimator.n_accum_bits, estimator.n_w_bits, input_bits)  # raises when Ω == 0
     sizes = estimator.hidden_layer_sizes
-    if not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in np.atleast_1d(sizes)):
+    if not (isinstance(sizes, str) and sizes == "auto") and not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in np.atleast_1d(sizes)):
         raise InvalidParameterError(CONSTRAINT_MESSAGES["hidden_layer_sizes"](sizes, estimator))
     if not estimator.pruning_start <= estimator.pruning_end:
         raise ValueError(_pruning_fractions(None, estimator))

@@ -94,9 +94,9 @@ def test_bad_multiplier(data, multiplier):
         NeuralNetClassifier(n_hidden_neurons_multiplier=multiplier, **TINY).fit(*data)
 
 
-@pytest.mark.parametrize("sizes", [(0,), (-3, 4), ("a",), 2.5, (4.0,)])
+@pytest.mark.parametrize("sizes", [(0,), (-3, 4), ("a",), 2.5, (4.0,), "wide"])
 def test_bad_hidden_layer_sizes(data, sizes):
-    with pytest.raises(ValueError, match="hidden_layer_sizes must be a tuple of positive integers"):
+    with pytest.raises(ValueError, match='hidden_layer_sizes must be "auto" or a tuple of positive integers'):
         NeuralNetClassifier(**{**TINY, "hidden_layer_sizes": sizes}).fit(*data)
 
 

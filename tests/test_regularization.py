@@ -124,3 +124,60 @@ def test_no_finer_input_where_the_budget_cannot_hold_it(breast_cancer):
     model = NeuralNetClassifier(**params, n_accum_bits=7).fit(X_train, y_train)
     assert model.n_input_bits_ == 3 and not hasattr(model, "input_bits_scores_")
     assert max(model.accumulator_bits_) <= 7
+
+
+# ---------------------------------------------------------------- a wider network chosen on the hold-out
+SMALL_WIDTHS = ((4,), (8,))  # stand-ins for holdout.AUTO_HIDDEN_LAYER_SIZES, to keep the fits small
+
+
+@pytest.mark.parametrize("prefers", [True, False])
+def test_auto_width_keeps_the_wider_network_only_when_the_hold_out_prefers_it(breast_cancer, monkeypatch, prefers):
+    # 107 hold-out rows: the wider network is trained at the chosen setting and kept only when the
+    # hold-out prefers it (forced both ways here); a plain fit then trains that width on all the rows.
+    X_train, X_test, y_train, _ = breast_cancer
+    monkeypatch.setattr(regularization, "AUTO_HIDDEN_LAYER_SIZES", SMALL_WIDTHS)
+    monkeypatch.setattr(regularization, "prefers_wider", lambda wider, default: prefers)
+    params = dict(max_epochs=4, random_state=0, tighten=False, first_layer_density=1.0, n_input_bits=3)
+    model = NeuralNetClassifier(**params, optimizer__weight_decay="auto").fit(X_train, y_train)
+    expected = SMALL_WIDTHS[1] if prefers else SMALL_WIDTHS[0]
+    assert model.get_params()["hidden_layer_sizes"] == "auto"  # the parameter is left as given
+    assert model.hidden_layer_sizes_ == expected
+    assert model.module_.linears[0].out_features == expected[0]
+    assert set(model.hidden_layer_sizes_scores_) == set(SMALL_WIDTHS)
+    assert max(model.accumulator_bits_) <= model.n_accum_bits  # the wider network is pruned for
+    assert model.predict(X_test).shape == (len(X_test),)
+
+
+def test_the_search_derives_its_circuits_from_the_wider_network(breast_cancer, monkeypatch):
+    X_train, _, y_train, _ = breast_cancer
+    monkeypatch.setattr(regularization, "AUTO_HIDDEN_LAYER_SIZES", SMALL_WIDTHS)
+    monkeypatch.setattr(regularization, "prefers_wider", lambda wider, default: True)
+    params = dict(max_epochs=4, random_state=0, first_layer_density=1.0, n_input_bits=3)
+    model = NeuralNetClassifier(**params, optimizer__weight_decay="auto").fit(X_train, y_train)
+    assert model.tightening_candidates_  # the search ran ...
+    assert model.hidden_layer_sizes_ == SMALL_WIDTHS[1] and set(model.hidden_layer_sizes_scores_) == set(SMALL_WIDTHS)
+
+
+def test_given_widths_a_given_penalty_or_a_small_hold_out_compare_no_width(breast_cancer, iris):
+    params = dict(max_epochs=2, random_state=0, tighten=False, first_layer_density=1.0, n_input_bits=3)
+    X_train, _, y_train, _ = breast_cancer
+    given = NeuralNetClassifier(**params, hidden_layer_sizes=[6], optimizer__weight_decay="auto").fit(X_train, y_train)
+    assert given.hidden_layer_sizes_ == (6,) and not hasattr(given, "hidden_layer_sizes_scores_")
+    # No hold-out without "auto": the default width, as a fit always trained.
+    fixed = NeuralNetClassifier(**params, optimizer__weight_decay=1e-4).fit(X_train, y_train)
+    assert fixed.hidden_layer_sizes_ == holdout.AUTO_HIDDEN_LAYER_SIZES[0]
+    assert not hasattr(fixed, "hidden_layer_sizes_scores_")
+    X_train, _, y_train, _ = iris  # 28 hold-out rows: too few to tell widths apart
+    small = NeuralNetClassifier(**params, optimizer__weight_decay="auto").fit(X_train, y_train)
+    assert small.hidden_layer_sizes_ == (32,) and not hasattr(small, "hidden_layer_sizes_scores_")
+
+
+def test_the_wider_network_must_win_by_more_than_its_standard_errors():
+    rng = np.random.RandomState(0)
+    default = rng.binomial(1, 0.8, size=400).astype(float)
+    one_row_better = default.copy()
+    one_row_better[np.flatnonzero(default == 0)[0]] = 1.0  # a win by one row of 400: noise
+    assert not holdout.prefers_wider(holdout.HoldoutRows(one_row_better, one_row_better), holdout.HoldoutRows(default, default))
+    much_better = np.where(rng.uniform(size=400) < 0.5, 1.0, default)  # half the mistakes fixed
+    assert holdout.prefers_wider(holdout.HoldoutRows(much_better, much_better), holdout.HoldoutRows(default, default))
+    assert not holdout.prefers_wider(holdout.HoldoutRows(default, default), holdout.HoldoutRows(default, default))
