@@ -1,8 +1,8 @@
 """The one internal split of the training data, and how models are compared on it.
 
 Everything ``fit`` chooses by itself is judged on the same hold-out: the regularization
-``optimizer__weight_decay="auto"`` picks (:mod:`.regularization`) and the circuit the tightening search keeps
-(:mod:`.search`). It is :data:`HOLDOUT_FRACTION` of the training rows, stratified for a
+``optimizer__weight_decay="auto"`` picks, with the input and hidden widths (:mod:`.regularization`),
+and the circuit the tightening search keeps (:mod:`.search`). It is :data:`HOLDOUT_FRACTION` of the training rows, stratified for a
 classifier, drawn with a fixed seed so that a choice does not move with ``random_state``.
 
 Two models are compared row by row on it (paired), not by their mean scores alone: the
