@@ -319,21 +319,31 @@ def label_table(rows: dict[str, dict]) -> list[str]:
     """One row per data set for one label."""
     lines = [
         "| data set | task | rows | features | classes | documented | float (32,) | float (100,) | best float "
-        "| ours simulated | gap | ours train | fit s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| ours simulated | gap | ours train | fit s | predicted latency s | hidden (hold-out scores) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in _ordered(rows):
         classes, documented = _fmt(row["n_classes"], "d"), "yes" if row["documented"] else ""
         head = f"| {row['dataset']} | {row['task']} | {row['n_rows']} | {row['n_features']} | {classes} | {documented} "
         head += f"| {_fmt(row['float_32'])} | {_fmt(row['float_100'])} | {_fmt(row['best_float'])} "
         if "error" in row:
-            lines.append(head + "| error | | | |")
+            lines.append(head + "| error | | | | | |")
             continue
         lines.append(
             head + f"| {_fmt(row['simulated_score'])} | {_fmt(row['gap'], '+.3f')} | {_fmt(row['train_score'])} "
-            f"| {_fmt(row['fit_s'], '.1f')} |"
+            f"| {_fmt(row['fit_s'], '.1f')} | {_fmt(row.get('predicted_latency_s'), '.2f')} | {_hidden(row)} |"
         )
     return lines
+
+
+def _hidden(row: dict) -> str:
+    """``64 (32: 0.712, 64: 0.745)``: the hidden width trained and, when "auto" compared widths, their
+    hold-out scores; "-" for runs before the field."""
+    if "hidden_layer_sizes" not in row:
+        return "-"
+    text = ",".join(map(str, row["hidden_layer_sizes"]))
+    scores = row.get("hidden_layer_sizes_scores") or {}
+    return text + (" (" + ", ".join(f"{sizes}: {score:.3f}" for sizes, score in scores.items()) + ")" if scores else "")
 
 
 def summary_table(grouped: dict[str, dict[str, dict]]) -> list[str]:

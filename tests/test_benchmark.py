@@ -70,7 +70,10 @@ def test_generalization_benchmark_runs_and_reports(tmp_path):
     assert row["dataset"] == "wine" and row["label"] == "quick" and "error" not in row and row["params"] == params
     assert row["gap"] == pytest.approx(row["best_float"] - row["simulated_score"])
     assert row["best_float"] == max(row["float_32"], row["float_100"])
+    # wine's 34 hold-out rows are too few to compare widths: "auto" trains 32 neurons, no scores
+    assert row["hidden_layer_sizes"] == [32] and row["hidden_layer_sizes_scores"] == {}
     assert "wine" in report.read_text() and "quick" in report.read_text()
+    assert f"| {row['predicted_latency_s']:.2f} | 32 |" in report.read_text()
 
 
 def test_search_rule_study_applies_the_searchs_rule(monkeypatch):
