@@ -39,7 +39,8 @@ from .outputs import OutputDecoder
 from .parameters import estimator_init
 from .persistence import PicklingMixin
 from .skorch_params import SkorchParametersMixin
-from .regularization import Regularization, given_first_layer_density, given_hidden_sizes, resolve_regularization
+from .regularization import HoldoutChoice, Regularization, given_first_layer_density, given_hidden_sizes
+from .regularization import resolve_regularization
 from .regularization import draw_unseeded_fit_seed, fit_seed, initialization_seed
 from .validation import PRUNING_BUDGETS  # noqa: F401  (importable here as before)
 
@@ -214,21 +215,13 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
         and may pick a finer input than the width rule's, ``input_bits``, and for
         ``hidden_layer_sizes="auto"`` the ``hidden_sizes``).
         """
-        stale_scores = ("regularization_scores_", "initialization_scores_", "input_bits_scores_", "hidden_layer_sizes_scores_")
-        for stale in stale_scores:
+        for stale in HoldoutChoice.SCORE_ATTRIBUTES.values():
             vars(self).pop(stale, None)
         if regularization is None:
             choice = resolve_regularization(self, X, y)
             regularization, initialization, input_bits = choice.setting, choice.initialization, choice.input_bits
             hidden_sizes = choice.hidden_sizes
-            for name, scores in [
-                ("regularization_scores_", choice.scores),
-                ("initialization_scores_", choice.initialization_scores),
-                ("input_bits_scores_", choice.input_bits_scores),
-                ("hidden_layer_sizes_scores_", choice.hidden_sizes_scores),
-            ]:
-                if scores is not None:
-                    setattr(self, name, scores)
+            vars(self).update(choice.score_attributes())
         if not hasattr(self, "input_bounds_"):
             self.input_bounds_ = column_bounds(X)
         self.initialization_ = int(initialization)

@@ -84,6 +84,22 @@ class HoldoutChoice(NamedTuple):
     hidden_sizes: tuple | None = None
     hidden_sizes_scores: dict | None = None
 
+    #: The fitted attribute each field of hold-out scores becomes (set only when there are scores).
+    SCORE_ATTRIBUTES = {
+        "scores": "regularization_scores_",
+        "initialization_scores": "initialization_scores_",
+        "input_bits_scores": "input_bits_scores_",
+        "hidden_sizes_scores": "hidden_layer_sizes_scores_",
+    }
+
+    def score_attributes(self) -> dict:
+        """``{fitted attribute: hold-out scores}`` of every choice that compared anything."""
+        return {
+            attribute: getattr(self, field)
+            for field, attribute in self.SCORE_ATTRIBUTES.items()
+            if getattr(self, field) is not None
+        }
+
 
 def weight_decay_parameter(estimator):
     """``optimizer__weight_decay`` as given, or the estimator's default (``_default_weight_decay``)."""

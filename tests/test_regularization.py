@@ -146,6 +146,9 @@ def test_auto_width_keeps_the_wider_network_only_when_the_hold_out_prefers_it(br
     assert set(model.hidden_layer_sizes_scores_) == set(SMALL_WIDTHS)
     assert max(model.accumulator_bits_) <= model.n_accum_bits  # the wider network is pruned for
     assert model.predict(X_test).shape == (len(X_test),)
+    if not prefers:  # a refit at a given width forgets the widths compared before
+        model.set_params(hidden_layer_sizes=(6,)).fit(X_train, y_train)
+        assert model.hidden_layer_sizes_ == (6,) and not hasattr(model, "hidden_layer_sizes_scores_")
 
 
 def test_the_search_derives_its_circuits_from_the_wider_network(breast_cancer, monkeypatch):
