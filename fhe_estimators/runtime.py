@@ -91,6 +91,8 @@ def run(quantized_module, X: np.ndarray, fhe: str, *, n_jobs: int | None = None,
     """
     ready_concrete_for_this_thread()
     X = np.asarray(X, dtype=np.float32)
+    if fhe == "simulate":
+        return simulate(quantized_module, X)
     if fhe != "execute":
         return quantized_module.forward(X, fhe=fhe)
     quantized_module.fhe_circuit.keygen(force=False)  # keys are made on first use
@@ -100,6 +102,27 @@ def run(quantized_module, X: np.ndarray, fhe: str, *, n_jobs: int | None = None,
 
     rows = map_in_order(execute, list(X), n_jobs=n_jobs, verbose=verbose, desc="FHE execute")
     return np.concatenate(rows)
+
+
+def simulate(quantized_module, X: np.ndarray) -> np.ndarray:
+    """``quantized_module.forward(X, fhe="simulate")``, the same outputs about four times faster.
+
+    Concrete ML 1.9's loop reads the circuit's ``statistics`` before simulating each row, and Concrete
+    recomputes them on every read: three quarters of the time of simulating 1,875 rows of a
+    64-neuron network (14 of 19 s). Here they are read once. A circuit with CRT-encoded lookups
+    (a non-zero ``packing_key_switch_count``) takes Concrete ML's own path, its virtual library.
+    """
+    circuit = quantized_module.fhe_circuit
+    if circuit.statistics["packing_key_switch_count"] != 0:
+        return quantized_module.forward(X, fhe="simulate")
+    (q_x,) = _as_tuple(quantized_module.quantize_input(*_as_tuple(quantized_module.pre_processing(X))))
+    q_rows = [_as_tuple(circuit.simulate(q_x[[row]])) for row in range(len(q_x))]
+    q_y = [np.concatenate(outputs, axis=0) for outputs in zip(*q_rows)]
+    return quantized_module.dequantize_output(*q_y)
+
+
+def _as_tuple(values) -> tuple:
+    return values if isinstance(values, tuple) else (values,)
 
 
 # ---------------------------------------------------------------- timed steps (demo, benchmarks)

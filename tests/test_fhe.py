@@ -154,6 +154,23 @@ def test_compile_with_rounding_threshold_keeps_simulation_exact(breast_cancer):
         model.compile(rounding_threshold_bits=0)
 
 
+def test_our_simulation_loop_is_concrete_mls(compiled_classifier, breast_cancer, monkeypatch):
+    # runtime.simulate reads the circuit's statistics once instead of once per row: same outputs,
+    # from the same simulation of each row.
+    from fhe_estimators import runtime
+
+    _, X_test, _, _ = breast_cancer
+    module = compiled_classifier.quantized_module_
+    X = clip_to_bounds(X_test.astype(np.float32), compiled_classifier.input_bounds_)
+    simulated_rows = []
+    concrete_simulate = module.fhe_circuit.simulate
+    monkeypatch.setattr(module.fhe_circuit, "simulate", lambda *q: simulated_rows.append(q) or concrete_simulate(*q))
+    ours = runtime.simulate(module, X)
+    assert ours.shape == (len(X_test), 2) and len(simulated_rows) == len(X_test)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(ours, module.forward(X, fhe="simulate"))
+
+
 def fit_tiny_network():
     """A 4-3-2 network at 2/2/6 bits: small enough to encrypt in seconds."""
     rng = np.random.RandomState(0)
