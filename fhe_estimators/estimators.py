@@ -9,15 +9,14 @@ runs it in the clear, simulated, or encrypted.
 The steps live in their own modules, in the order the data takes them (docs/architecture.md):
 :mod:`.validation`, :mod:`.targets`, :mod:`.callbacks` (pruning schedule, training scores),
 :mod:`.finalize` (exact check, neuron removal, reports), then compile in :mod:`.compilation`,
-run in :mod:`.runtime` and decode outputs in :mod:`.outputs`. The parameters are listed in
+run in :mod:`.runtime` (the estimators' side of both: :mod:`.fhe_methods`) and decode outputs in :mod:`.outputs`. The parameters are listed in
 :mod:`.parameters`; skorch's plumbing is :mod:`.skorch_params`, pickling :mod:`.persistence`.
-This module holds fit, compile and predict.
+This module holds fit and predict.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import skorch
@@ -26,10 +25,10 @@ from sklearn.base import BaseEstimator, _fit_context
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_random_state
 
-from . import compilation, runtime
 from . import distillation, finalize, search, targets, validation
 from .budget import omega
-from .input_grid import clip_to_bounds, column_bounds, free_input_bits, resolve_input_scale
+from .fhe_methods import FHEMethodsMixin
+from .input_grid import column_bounds, free_input_bits, resolve_input_scale
 from .budget_policies import make_budget_policy
 from .holdout import AUTO_WEIGHT_DECAYS  # noqa: F401  (importable here as before)
 from .cost import estimate_cost
@@ -50,11 +49,9 @@ CALIBRATION_ROWS = 500
 #: Fraction of training over which quantizers measure their input ranges.
 STATS_FRACTION = 0.4
 
-_USE_PARAM = object()  # "take the constructor's value" for compile() arguments
-
-
-class _FHEMixin(SkorchParametersMixin, PicklingMixin):
-    """Everything the classifier and the regressor share: validation, pruning, FHE."""
+class _FHEMixin(SkorchParametersMixin, PicklingMixin, FHEMethodsMixin):
+    """Everything the classifier and the regressor share: validation, training, pruning (compile and
+    the FHE modes: :class:`~.fhe_methods.FHEMethodsMixin`)."""
 
     #: ``optimizer__weight_decay`` when the user does not set it (see :mod:`.regularization`).
     _default_weight_decay: float | str = "auto"
@@ -77,6 +74,10 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """``X`` checked and as float32 (see :func:`validation.validate_X`)."""
         return validation.validate_X(self, X, reset=reset)
+
+    def _check_fitted(self) -> None:
+        """``NotFittedError`` before ``fit`` (see :func:`validation.check_fitted`)."""
+        validation.check_fitted(self)
 
     # ------------------------------------------------------------------ fit entry points
     @_fit_context(prefer_skip_nested_validation=True)
@@ -274,94 +275,6 @@ class _FHEMixin(SkorchParametersMixin, PicklingMixin):
             self.initialize_optimizer()  # parameter shapes changed
         for name, value in reports.fitted_attributes().items():
             setattr(self, name, value)
-
-    # ------------------------------------------------------------------ FHE
-    def compile(
-        self,
-        X=None,
-        *,
-        rounding_threshold_bits: Any = _USE_PARAM,
-        p_error: Any = _USE_PARAM,
-        configuration=None,
-    ):
-        """Compile the fitted network to an FHE circuit with Concrete ML; returns self.
-
-        ``X`` calibrates the circuit (defaults to a sample kept at ``fit``). The
-        circuit's accumulators are made wide enough for the exact worst case of
-        *any* in-range input, not only for ``X``. ``rounding_threshold_bits``
-        and ``p_error`` default to the constructor's values.
-        """
-        self._check_fitted()
-        calibration = self.calibration_X_ if X is None else self._read_inputs(self._validate_X(X, reset=False))
-        if len(calibration) == 0:
-            raise ValueError("compile needs at least one calibration sample; X is empty.")
-        rounding = self._default_rounding() if rounding_threshold_bits is _USE_PARAM else rounding_threshold_bits
-        rounding = compilation.check_rounding_threshold_bits(rounding)
-        self.compile_arguments_ = dict(
-            X=None if X is None else calibration,
-            rounding_threshold_bits=rounding,
-            p_error=self.p_error if p_error is _USE_PARAM else p_error,
-        )
-        self.quantized_module_ = compilation.compile_module(
-            self.module_,
-            np.concatenate([calibration, self.module_.extreme_inputs()]),
-            [layer.weights for layer in self.module_.integer_layers()],
-            self.accumulator_ranges_,
-            rounding_threshold_bits=rounding,
-            p_error=self.p_error if p_error is _USE_PARAM else p_error,
-            configuration=configuration,
-            verbose=bool(self.verbose > 1),
-        )
-        self.fhe_circuit_ = self.quantized_module_.fhe_circuit
-        self.circuit_report_ = compilation.circuit_report(self.quantized_module_)
-        return self
-
-    def _default_rounding(self):
-        """The constructor's ``rounding_threshold_bits``, else the one the search chose."""
-        if self.rounding_threshold_bits is not None:
-            return self.rounding_threshold_bits
-        return getattr(self, "rounding_threshold_bits_", None)
-
-    def save(self, path) -> Path:
-        """Save the compiled model for deployment: ``path/client`` and ``path/server``.
-
-        See :mod:`fhe_estimators.deploy`; ``fhe_estimators.load(path)`` reads it back.
-        """
-        from .deploy import save
-
-        return save(self, path)
-
-    def _check_fitted(self) -> None:
-        """``NotFittedError`` before ``fit`` (see :func:`validation.check_fitted`)."""
-        validation.check_fitted(self)
-
-    def _network_outputs(self, X, fhe: str | None) -> np.ndarray:
-        """Raw network outputs (logits or scaled values) in the requested FHE mode
-        (:class:`.outputs.OutputDecoder` turns them into predictions)."""
-        self._check_fitted()
-        mode = runtime.check_fhe_mode(self.fhe if fhe is None else fhe)
-        return self._validated_outputs(self._validate_X(X, reset=False), mode)
-
-    def _read_inputs(self, X: np.ndarray) -> np.ndarray:
-        """Validated rows as the network reads them: clipped to the training range
-        (:func:`~.input_grid.clip_to_bounds`; models fitted before it was kept read them as given)."""
-        return clip_to_bounds(X, getattr(self, "input_bounds_", None))
-
-    def _validated_outputs(self, X: np.ndarray, mode: str) -> np.ndarray:
-        """Raw outputs on rows ``fit`` already validated (float32): the internal hold-out scores
-        read these, without checking them again (a fit on a DataFrame would warn that the
-        arrays have no feature names)."""
-        # Concrete's rounding changes what the network computes: with one, the clear mode
-        # runs the compiled module too, so "disable", "simulate" and "execute" agree.
-        X = self._read_inputs(X)
-        needs_circuit = mode != "disable" or self._default_rounding() is not None
-        if needs_circuit and not hasattr(self, "quantized_module_"):
-            if self.verbose > 0:
-                print(f"{type(self).__name__}: not compiled yet, compiling on the calibration sample kept at fit.")
-            self.compile()
-        if hasattr(self, "quantized_module_"):
-            return runtime.run(self.quantized_module_, X, mode, n_jobs=self.n_jobs, verbose=self.verbose > 0)
-        return self.module_.outputs_on(X)
 
 
 class NeuralNetClassifier(_FHEMixin, skorch.NeuralNetClassifier, BaseEstimator):
