@@ -185,6 +185,19 @@ def fit_on_rows(
     )
 
 
+def refit_like(estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray, first, **changes):
+    """:func:`fit_on_rows` at everything ``first`` was fitted with (setting, initialization, input
+    width, hidden widths) but ``changes`` (``initialization``, ``input_bits`` or ``hidden_sizes``):
+    how a challenger to ``first`` is trained."""
+    fitted_like_first = dict(
+        regularization=Regularization(first.weight_decay_, first.first_layer_density_),
+        initialization=first.initialization_,
+        input_bits=first.n_input_bits_,
+        hidden_sizes=first.hidden_layer_sizes_,
+    )
+    return fit_on_rows(estimator, X, y, rows, **{**fitted_like_first, **changes})
+
+
 def initialization_seed(seed: int, initialization: int) -> int:
     """Torch's seed for initialization ``initialization`` of a fit seeded ``seed``: ``seed`` itself
     for the first (so ``n_init=1`` trains what a fit always trained), an independent draw for the others."""
@@ -223,15 +236,10 @@ def best_initialization(
     tell them apart), ``first`` as it is."""
     if estimator.n_init == 1 or len(holdout) < AUTO_INIT_MIN_HOLDOUT:
         return first  # nothing to compare: the fit n_init=1 always made
-    setting = Regularization(first.weight_decay_, first.first_layer_density_)
     models = [first]
     rows = [first_rows if first_rows is not None else holdout_rows(first, X[holdout], y[holdout])]
     for initialization in range(1, estimator.n_init):
-        models.append(
-            fit_on_rows(
-                estimator, X, y, train, setting, initialization, first.n_input_bits_, first.hidden_layer_sizes_, **fit_params
-            )
-        )
+        models.append(refit_like(estimator, X, y, train, first, initialization=initialization, **fit_params))
         rows.append(holdout_rows(models[-1], X[holdout], y[holdout]))
     best = models[choose_initialization(rows)]
     best.initialization_scores_ = [float(np.mean(r.score)) for r in rows]
@@ -285,10 +293,7 @@ def finer_input(estimator, X: np.ndarray, y: np.ndarray, train, holdout, first, 
         or terms_that_fit(estimator.n_accum_bits, estimator.n_w_bits, MAX_FREE_INPUT_BITS) == 0
     ):
         return first, first_rows, None
-    setting = Regularization(first.weight_decay_, first.first_layer_density_)
-    finer = fit_on_rows(
-        estimator, X, y, train, setting, first.initialization_, MAX_FREE_INPUT_BITS, first.hidden_layer_sizes_, **fit_params
-    )
+    finer = refit_like(estimator, X, y, train, first, input_bits=MAX_FREE_INPUT_BITS, **fit_params)
     finer_rows = holdout_rows(finer, X[holdout], y[holdout])
     scores = {int(first.n_input_bits_): float(np.mean(first_rows.score)), MAX_FREE_INPUT_BITS: float(np.mean(finer_rows.score))}
     if prefers_finer_input(finer_rows, first_rows):
@@ -309,9 +314,8 @@ def wider_network(estimator, X: np.ndarray, y: np.ndarray, train, holdout, first
     """
     if not is_auto(estimator.hidden_layer_sizes) or len(holdout) < WIDER_MIN_HOLDOUT:
         return first, first_rows, None
-    setting = Regularization(first.weight_decay_, first.first_layer_density_)
     wider_sizes = AUTO_HIDDEN_LAYER_SIZES[1]
-    wider = fit_on_rows(estimator, X, y, train, setting, first.initialization_, first.n_input_bits_, wider_sizes, **fit_params)
+    wider = refit_like(estimator, X, y, train, first, hidden_sizes=wider_sizes, **fit_params)
     wider_rows = holdout_rows(wider, X[holdout], y[holdout])
     scores = {tuple(first.hidden_layer_sizes_): float(np.mean(first_rows.score)), wider_sizes: float(np.mean(wider_rows.score))}
     if prefers_wider(wider_rows, first_rows):

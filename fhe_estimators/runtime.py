@@ -112,17 +112,15 @@ def simulate(quantized_module, X: np.ndarray) -> np.ndarray:
     64-neuron network (14 of 19 s). Here they are read once. A circuit with CRT-encoded lookups
     (a non-zero ``packing_key_switch_count``) takes Concrete ML's own path, its virtual library.
     """
+    from concrete.ml.common.utils import to_tuple
+
     circuit = quantized_module.fhe_circuit
     if circuit.statistics["packing_key_switch_count"] != 0:
         return quantized_module.forward(X, fhe="simulate")
-    (q_x,) = _as_tuple(quantized_module.quantize_input(*_as_tuple(quantized_module.pre_processing(X))))
-    q_rows = [_as_tuple(circuit.simulate(q_x[[row]])) for row in range(len(q_x))]
+    (q_x,) = to_tuple(quantized_module.quantize_input(*quantized_module.pre_processing(X)))
+    q_rows = [to_tuple(circuit.simulate(q_x[[row]])) for row in range(len(q_x))]
     q_y = [np.concatenate(outputs, axis=0) for outputs in zip(*q_rows)]
     return quantized_module.dequantize_output(*q_y)
-
-
-def _as_tuple(values) -> tuple:
-    return values if isinstance(values, tuple) else (values,)
 
 
 # ---------------------------------------------------------------- timed steps (demo, benchmarks)

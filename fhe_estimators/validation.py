@@ -26,6 +26,7 @@ from .compilation import check_rounding_threshold_bits
 from .distillation import DISTILLATIONS
 from .input_grid import check_input_scale
 from .pruning import PRUNING_SCHEDULES
+from .regularization import is_auto
 from .runtime import FHE_MODES, check_n_jobs
 
 #: How many weights a neuron keeps: "count" keeps multiplier × Ω; "exact" keeps its largest
@@ -181,7 +182,8 @@ def validate_hyperparameters(estimator) -> None:
     for input_bits in {estimator.n_a_bits, estimator.n_input_bits or estimator.n_a_bits}:
         omega(estimator.n_accum_bits, estimator.n_w_bits, input_bits)  # raises when Ω == 0
     sizes = estimator.hidden_layer_sizes
-    if not (isinstance(sizes, str) and sizes == "auto") and not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in np.atleast_1d(sizes)):
+    positive_integers = (isinstance(s, Integral) and not isinstance(s, bool) and s > 0 for s in np.atleast_1d(sizes))
+    if not is_auto(sizes) and not all(positive_integers):
         raise InvalidParameterError(CONSTRAINT_MESSAGES["hidden_layer_sizes"](sizes, estimator))
     if not estimator.pruning_start <= estimator.pruning_end:
         raise ValueError(_pruning_fractions(None, estimator))
