@@ -38,6 +38,7 @@ from .outputs import OutputDecoder
 from .parameters import estimator_init
 from .persistence import PicklingMixin
 from .skorch_params import SkorchParametersMixin
+from .skorch_speed import FastBatchLoopMixin
 from .regularization import HoldoutChoice, Regularization, given_first_layer_density, given_hidden_sizes
 from .regularization import resolve_regularization
 from .regularization import draw_unseeded_fit_seed, fit_seed, initialization_seed
@@ -49,7 +50,7 @@ CALIBRATION_ROWS = 500
 #: Fraction of training over which quantizers measure their input ranges.
 STATS_FRACTION = 0.4
 
-class _FHEMixin(SkorchParametersMixin, PicklingMixin, FHEMethodsMixin):
+class _FHEMixin(FastBatchLoopMixin, SkorchParametersMixin, PicklingMixin, FHEMethodsMixin):
     """Everything the classifier and the regressor share: validation, training, pruning (compile and
     the FHE modes: :class:`~.fhe_methods.FHEMethodsMixin`)."""
 

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import copy
 import numbers
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 
 from .budget import MAX_FREE_INPUT_BITS, first_layer_cap, terms_that_fit
+from .parallel_fits import fit_all
 from .holdout import (
     AUTO_FIRST_LAYER_DENSITIES,
     AUTO_HIDDEN_LAYER_SIZES,
@@ -236,11 +238,14 @@ def best_initialization(
     tell them apart), ``first`` as it is."""
     if estimator.n_init == 1 or len(holdout) < AUTO_INIT_MIN_HOLDOUT:
         return first  # nothing to compare: the fit n_init=1 always made
-    models = [first]
+    others = fit_all(
+        partial(refit_like, estimator, X, y, train, first, **fit_params),
+        [{"initialization": initialization} for initialization in range(1, estimator.n_init)],
+        estimator.n_jobs,
+    )
+    models = [first, *others]
     rows = [first_rows if first_rows is not None else holdout_rows(first, X[holdout], y[holdout])]
-    for initialization in range(1, estimator.n_init):
-        models.append(refit_like(estimator, X, y, train, first, initialization=initialization, **fit_params))
-        rows.append(holdout_rows(models[-1], X[holdout], y[holdout]))
+    rows += [holdout_rows(model, X[holdout], y[holdout]) for model in others]
     best = models[choose_initialization(rows)]
     best.initialization_scores_ = [float(np.mean(r.score)) for r in rows]
     return best
@@ -257,9 +262,14 @@ def fit_best_on_holdout(estimator, X: np.ndarray, y: np.ndarray, train, holdout,
     fits, rows = {}, {}
 
     def try_settings(settings):
-        for setting in settings:
-            fits[setting] = fit_on_rows(estimator, X, y, train, setting, **fit_params)
-            rows[setting] = holdout_rows(fits[setting], X[holdout], y[holdout])
+        fitted = fit_all(
+            partial(fit_on_rows, estimator, X, y, train, **fit_params),
+            [{"regularization": setting} for setting in settings],
+            estimator.n_jobs,
+        )
+        for setting, model in zip(settings, fitted):
+            fits[setting] = model
+            rows[setting] = holdout_rows(model, X[holdout], y[holdout])
 
     try_settings(candidate_regularizations(estimator))
     penalty = choose_penalty(rows).weight_decay

@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from .cost import estimate_cost
 from .holdout import AUTO_MIN_SAMPLES, HoldoutRows, holdout_rows, internal_split, paired_gap, within
+from .parallel_fits import fit_all
 from .pruning import lowest_norm_rows
 from .regularization import best_initialization, fit_best_on_holdout, fit_on_rows, is_auto, weight_decay_parameter
 
@@ -273,14 +275,19 @@ def tighten(estimator, X: np.ndarray, y: np.ndarray, **fit_params):
         rows = _holdout_rows(model, X[holdout], y[holdout], rounding)
         scored.append(Scored(_price(model, rounding, rows, bits, fraction), model, rows))
 
+    def consider_derived(budgets: list[tuple[int, float]]):
+        """Derive a network from ``base`` per (bits, fraction) (``n_jobs`` processes at a time) and consider each."""
+        arguments = [{"bits": bits, "fraction": fraction} for bits, fraction in budgets]
+        derive = partial(_derive, base, X[train], y[train], epochs=epochs)
+        for (bits, fraction), model in zip(budgets, fit_all(derive, arguments, estimator.n_jobs)):
+            consider(model, bits, fraction, user_rounding)
+
     consider(base, estimator.n_accum_bits, 0.0, user_rounding)
     # 1. Narrower accumulators (every width: one unlucky hold-out score must not end the search).
-    for bits in range(estimator.n_accum_bits - 1, _lowest_bits(base) - 1, -1):
-        consider(_derive(base, X[train], y[train], bits, 0.0, epochs), bits, 0.0, user_rounding)
+    consider_derived([(bits, 0.0) for bits in range(estimator.n_accum_bits - 1, _lowest_bits(base) - 1, -1)])
     # 2. Fewer neurons, at the narrowest widths that held.
-    for bits in _neuron_removal_widths(scored, tolerance, allowance):
-        for fraction in NEURON_FRACTIONS:
-            consider(_derive(base, X[train], y[train], bits, fraction, epochs), bits, fraction, user_rounding)
+    widths = _neuron_removal_widths(scored, tolerance, allowance)
+    consider_derived([(bits, fraction) for bits in widths for fraction in NEURON_FRACTIONS])
     # 3. Concrete's rounding, on the cheapest candidates within tolerance so far.
     if user_rounding is None:
         for cheap in _rounding_bases(scored, tolerance, allowance):

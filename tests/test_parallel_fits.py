@@ -1,0 +1,72 @@
+"""n_jobs for the hold-out's candidate networks: trained in parallel processes, the same networks."""
+
+import os
+
+import joblib
+import numpy as np
+import pytest
+
+from fhe_estimators import NeuralNetClassifier
+from fhe_estimators.parallel_fits import candidate_processes, fit_all
+
+SMALL = dict(hidden_layer_sizes=(8,), max_epochs=6, random_state=0, tighten=False, optimizer__weight_decay="auto")
+
+
+def _process_id(offset):
+    return os.getpid() + offset
+
+
+def _plus(value, increment):
+    return value + increment
+
+
+def test_processes_follow_n_jobs_and_never_outnumber_the_fits():
+    assert candidate_processes(None, 4) == 1
+    assert candidate_processes(1, 4) == 1
+    assert candidate_processes(2, 4) == 2
+    assert candidate_processes(8, 3) == 3
+    assert candidate_processes(-1, 100) == joblib.effective_n_jobs(-1)
+    with pytest.raises(ValueError, match="n_jobs must be None, a positive integer"):
+        candidate_processes(0, 4)
+
+
+@pytest.mark.parametrize("backend", ["threading", "loky"])
+def test_inside_a_joblib_worker_the_candidates_train_one_at_a_time(backend):
+    # A GridSearchCV(n_jobs=...) already uses the cores: no processes within its workers.
+    inside = joblib.Parallel(n_jobs=2, backend=backend)(joblib.delayed(candidate_processes)(2, 4) for _ in range(2))
+    assert inside == [1, 1]
+
+
+def test_fit_all_runs_in_other_processes_and_keeps_the_order():
+    results = fit_all(_process_id, [{"offset": 0}, {"offset": 0}, {"offset": 0}], n_jobs=2)
+    assert os.getpid() not in results
+    assert fit_all(_process_id, [{"offset": 0}], n_jobs=2) == [os.getpid()]  # one fit: no process
+    ordered = fit_all(_plus, [{"value": i, "increment": 1} for i in range(5)], n_jobs=2)
+    assert ordered == [1, 2, 3, 4, 5]
+
+
+def test_parallel_candidates_choose_and_train_the_same_network(breast_cancer):
+    X_train, X_test, y_train, _ = breast_cancer
+    sequential = NeuralNetClassifier(**SMALL, n_init=2).fit(X_train, y_train)
+    parallel = NeuralNetClassifier(**SMALL, n_init=2, n_jobs=2).fit(X_train, y_train)
+    # Four penalties, the sparse first layers and a second initialization were compared.
+    assert len(sequential.regularization_scores_) > 4 and len(sequential.initialization_scores_) == 2
+    assert parallel.regularization_scores_ == sequential.regularization_scores_
+    assert parallel.initialization_scores_ == sequential.initialization_scores_
+    assert (parallel.weight_decay_, parallel.first_layer_density_, parallel.initialization_) == (
+        sequential.weight_decay_,
+        sequential.first_layer_density_,
+        sequential.initialization_,
+    )
+    np.testing.assert_array_equal(parallel.predict_proba(X_test), sequential.predict_proba(X_test))
+
+
+def test_the_search_derives_the_same_candidates_in_parallel(breast_cancer):
+    X_train, _, y_train, _ = breast_cancer
+    params = dict(SMALL, tighten=True, optimizer__weight_decay=1e-4, first_layer_density=1.0)
+    sequential = NeuralNetClassifier(**params).fit(X_train, y_train)
+    parallel = NeuralNetClassifier(**params, n_jobs=2).fit(X_train, y_train)
+    derived = [c for c in sequential.tightening_candidates_ if c["accumulator_bits"] < 10 or c["neuron_fraction"]]
+    assert len(derived) >= 4  # narrower accumulators and fewer neurons were derived
+    assert parallel.tightening_candidates_ == sequential.tightening_candidates_
+    assert parallel.accumulator_bits_ == sequential.accumulator_bits_
