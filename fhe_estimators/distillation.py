@@ -20,6 +20,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
+from .regularization import numpy_random_state
+
 #: Options of the ``distillation`` parameter: None (train on the labels only) or "mlp".
 DISTILLATIONS = (None, "mlp")
 #: Weight of the teacher's outputs in the loss.
@@ -41,7 +43,7 @@ def fit_teacher(estimator, X: np.ndarray, y: np.ndarray):
     """
     classifier = estimator._estimator_type == "classifier"
     teacher = (MLPClassifier if classifier else MLPRegressor)(
-        TEACHER_HIDDEN, max_iter=TEACHER_MAX_ITER, random_state=estimator.random_state
+        TEACHER_HIDDEN, max_iter=TEACHER_MAX_ITER, random_state=numpy_random_state(estimator)
     )
     targets = np.asarray(y) if classifier else np.asarray(y, dtype=np.float64).ravel()
     with warnings.catch_warnings():

@@ -41,7 +41,7 @@ from .skorch_params import SkorchParametersMixin
 from .skorch_speed import FastBatchLoopMixin
 from .regularization import HoldoutChoice, Regularization, given_first_layer_density, given_hidden_sizes
 from .regularization import resolve_regularization
-from .regularization import draw_unseeded_fit_seed, fit_seed, initialization_seed
+from .regularization import draw_unseeded_fit_seed, fit_seed, initialization_seed, numpy_random_state
 from .validation import PRUNING_BUDGETS  # noqa: F401  (importable here as before)
 
 #: Rows of the training data kept to calibrate ``compile`` when no X is given.
@@ -236,7 +236,7 @@ class _FHEMixin(FastBatchLoopMixin, SkorchParametersMixin, PicklingMixin, FHEMet
         self._set_accumulator_budget(self.n_accum_bits)
         self.n_train_samples_ = len(X)
         self.distillation_teacher_ = distillation.fit_teacher(self, X, y) if self.distillation else None
-        rng = check_random_state(self.random_state)
+        rng = check_random_state(numpy_random_state(self))
         seed = fit_seed(self, rng)
         if seed is not None:
             torch.manual_seed(initialization_seed(seed, self.initialization_))
@@ -249,7 +249,7 @@ class _FHEMixin(FastBatchLoopMixin, SkorchParametersMixin, PicklingMixin, FHEMet
 
     def _calibration_sample(self, X: np.ndarray, rng=None) -> np.ndarray:
         """Up to ``CALIBRATION_ROWS`` rows of ``X`` (in order) kept to calibrate ``compile``."""
-        rng = check_random_state(self.random_state) if rng is None else rng
+        rng = check_random_state(numpy_random_state(self)) if rng is None else rng
         rows = rng.choice(len(X), size=min(len(X), CALIBRATION_ROWS), replace=False)
         return X[np.sort(rows)]
 

@@ -4,9 +4,11 @@ A fit with ``optimizer__weight_decay="auto"`` trains several networks on the sam
 chooses one (:mod:`.regularization`): four penalties, then up to four sparse first layers, then
 ``n_init - 1`` more initializations; on a default digits fit they are nine tenths of the time. The
 search (:mod:`.search`) then derives up to eight cheaper networks from the chosen one, each
-fine-tuned. Each of these is independent of the others and seeded (or derived from the same
-trained network), so a process trains exactly the network the sequential fit trains, and the
-choice is the same.
+fine-tuned. Each is independent of the others and starts from a seed drawn in order
+(:func:`fit_all`; with ``random_state=None`` the fit draws one seed for all, see
+:func:`~.regularization.draw_unseeded_fit_seed`), so a process trains the network the sequential
+fit trains and the choice is the same (up to floating-point summation order: a worker runs torch
+on one thread).
 
 Processes, not threads: training is mostly Python (skorch's loop, brevitas' quantizers), which holds
 the GIL, and the torch random generator that seeds each fit is one per process. Inside a joblib
@@ -19,6 +21,7 @@ import warnings
 from typing import Callable
 
 import joblib
+import torch
 
 from .runtime import check_n_jobs
 
@@ -34,16 +37,32 @@ def candidate_processes(n_jobs: int | None, n_fits: int) -> int:
 
 
 def fit_all(fit: Callable, arguments: list[dict], n_jobs: int | None) -> list:
-    """``[fit(**each) for each in arguments]``, in input order, ``n_jobs`` processes at a time."""
+    """``[fit(**each) for each in arguments]``, in input order, ``n_jobs`` processes at a time.
+
+    Each fit starts from a torch seed drawn here, in input order, whichever process runs it: a fit
+    that seeds itself is unaffected, and one that does not (the search's fine-tunes, which draw
+    only with a user's ``iterator_train__shuffle=True``) draws the same in a worker as in order."""
+    seeds = torch.randint(0, 2**31 - 1, (len(arguments),)).tolist()
+    after_the_draw = torch.get_rng_state()
     processes = candidate_processes(n_jobs, len(arguments))
-    if processes == 1:
-        return [fit(**each) for each in arguments]
-    return joblib.Parallel(n_jobs=processes, backend="loky")(joblib.delayed(_fit_in_worker)(fit, each) for each in arguments)
+    try:
+        if processes == 1:
+            return [_seeded_fit(fit, seed, each) for seed, each in zip(seeds, arguments)]
+        tasks = (joblib.delayed(_fit_in_worker)(fit, seed, each) for seed, each in zip(seeds, arguments))
+        return joblib.Parallel(n_jobs=processes, backend="loky")(tasks)
+    finally:
+        torch.set_rng_state(after_the_draw)  # as the fits in workers leave it: what follows draws the same
 
 
-def _fit_in_worker(fit: Callable, arguments: dict):
-    """``fit(**arguments)`` in a worker process, without the warning brevitas' first forward
-    raises there (torch's "Named tensors ... experimental", which the parent never shows)."""
+def _seeded_fit(fit: Callable, seed: int, arguments: dict):
+    torch.manual_seed(seed)
+    return fit(**arguments)
+
+
+def _fit_in_worker(fit: Callable, seed: int, arguments: dict):
+    """:func:`_seeded_fit` in a worker process, without the warning brevitas' first forward raises
+    there (torch's "Named tensors ... experimental", which the parent never shows). Other warnings
+    of a fit in a worker stay in the worker."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Named tensors", category=UserWarning)
-        return fit(**arguments)
+        return _seeded_fit(fit, seed, arguments)

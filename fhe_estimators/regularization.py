@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .budget import MAX_FREE_INPUT_BITS, first_layer_cap, terms_that_fit
-from .parallel_fits import fit_all
+from .parallel_fits import candidate_processes, fit_all
 from .holdout import (
     AUTO_FIRST_LAYER_DENSITIES,
     AUTO_HIDDEN_LAYER_SIZES,
@@ -220,12 +220,22 @@ def fit_seed(estimator, rng) -> int | None:
 
 
 def draw_unseeded_fit_seed(estimator) -> int | None:
-    """With ``random_state=None`` and ``n_init > 1``, one seed for the whole fit (numpy's global
-    generator, as scikit-learn's None means), so that the initialization the hold-out keeps is the
-    one a plain fit then trains on all the rows; None otherwise."""
-    if estimator.random_state is None and estimator.n_init > 1:
+    """With ``random_state=None`` and ``n_init > 1`` or candidates trained in processes (``n_jobs``),
+    one seed for the whole fit (numpy's global generator, as scikit-learn's None means), so that
+    the initialization the hold-out keeps is the one a plain fit then trains on all the rows, and
+    a worker process draws what the fit would have drawn (not from its own generators); None otherwise."""
+    parallel = candidate_processes(estimator.n_jobs, 2) > 1
+    if estimator.random_state is None and (estimator.n_init > 1 or parallel):
         return int(np.random.randint(2**31))
     return None
+
+
+def numpy_random_state(estimator):
+    """What the fit's numpy draws (the calibration sample, the distillation teacher) start from:
+    ``random_state``, or with None the seed :func:`draw_unseeded_fit_seed` drew (None if it drew none)."""
+    if estimator.random_state is None:
+        return getattr(estimator, "_unseeded_fit_seed", None)
+    return estimator.random_state
 
 
 def best_initialization(

@@ -61,12 +61,30 @@ def test_parallel_candidates_choose_and_train_the_same_network(breast_cancer):
     np.testing.assert_array_equal(parallel.predict_proba(X_test), sequential.predict_proba(X_test))
 
 
-def test_the_search_derives_the_same_candidates_in_parallel(breast_cancer):
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_the_search_derives_the_same_candidates_in_parallel(breast_cancer, shuffle):
+    # Shuffled batches draw from torch's generator in the fine-tunes, which do not seed themselves.
     X_train, _, y_train, _ = breast_cancer
     params = dict(SMALL, tighten=True, optimizer__weight_decay=1e-4, first_layer_density=1.0)
+    if shuffle:
+        params["iterator_train__shuffle"] = True
     sequential = NeuralNetClassifier(**params).fit(X_train, y_train)
     parallel = NeuralNetClassifier(**params, n_jobs=2).fit(X_train, y_train)
     derived = [c for c in sequential.tightening_candidates_ if c["accumulator_bits"] < 10 or c["neuron_fraction"]]
     assert len(derived) >= 4  # narrower accumulators and fewer neurons were derived
     assert parallel.tightening_candidates_ == sequential.tightening_candidates_
     assert parallel.accumulator_bits_ == sequential.accumulator_bits_
+
+
+def test_an_unseeded_parallel_fit_follows_numpys_global_generator(iris):
+    # random_state=None: one seed drawn for the whole fit, so the workers do not draw from their own.
+    X_train, _, y_train, _ = iris
+    params = dict(SMALL, random_state=None, n_jobs=2)
+    fits = []
+    for _ in range(2):
+        np.random.seed(0)
+        fits.append(NeuralNetClassifier(**params).fit(X_train, y_train))
+    assert fits[0]._unseeded_fit_seed == fits[1]._unseeded_fit_seed is not None
+    assert fits[0].regularization_scores_ == fits[1].regularization_scores_
+    np.testing.assert_array_equal(fits[0].calibration_X_, fits[1].calibration_X_)
+    np.testing.assert_array_equal(fits[0].predict_proba(X_train), fits[1].predict_proba(X_train))
