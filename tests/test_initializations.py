@@ -119,9 +119,13 @@ def test_without_a_random_state_the_plain_fit_still_trains_the_chosen_initializa
     # all the rows starts from (unseeded, it would start anywhere).
     X_train, _, y_train, _ = breast_cancer
     monkeypatch.setattr(regularization, "choose_initialization", lambda rows: 1)
+    # The seeds each fit starts torch from (parallel_fits also seeds each candidate from torch's
+    # own generator first, which a fit with a seed then replaces).
     seeds = []
-    manual_seed = torch.manual_seed
-    monkeypatch.setattr(estimators.torch, "manual_seed", lambda seed: (seeds.append(seed), manual_seed(seed))[1])
+    initialization_seed = regularization.initialization_seed
+    monkeypatch.setattr(
+        estimators, "initialization_seed", lambda *args: (seeds.append(initialization_seed(*args)), seeds[-1])[1]
+    )
     params = dict(SMALL, random_state=None, tighten=False, optimizer__weight_decay="auto")
     model = NeuralNetClassifier(**params, n_init=2).fit(X_train, y_train)
     base = model._unseeded_fit_seed
@@ -129,8 +133,8 @@ def test_without_a_random_state_the_plain_fit_still_trains_the_chosen_initializa
     assert seeds[-1] == regularization.initialization_seed(base, 1) and seeds.count(base) == len(seeds) - 2
     # With one initialization nothing is drawn: torch goes on from its own state, as before.
     seeds.clear()
-    NeuralNetClassifier(**params, n_init=1).fit(X_train, y_train)
-    assert seeds == []
+    single = NeuralNetClassifier(**params, n_init=1).fit(X_train, y_train)
+    assert seeds == [] and single._unseeded_fit_seed is None
 
 
 def test_n_init_is_a_parameter_like_any_other():
