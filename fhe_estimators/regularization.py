@@ -212,10 +212,9 @@ def fit_seed(estimator, rng) -> int | None:
     """The seed torch starts a fit from: an int ``random_state`` as given, a RandomState's draw, and
     with ``random_state=None`` the seed :func:`draw_unseeded_fit_seed` drew for this fit (None: torch
     continues from its own state, as it always did)."""
-    if estimator.random_state is None:
-        return getattr(estimator, "_unseeded_fit_seed", None)
-    if isinstance(estimator.random_state, numbers.Integral):
-        return int(estimator.random_state)
+    state = numpy_random_state(estimator)
+    if state is None or isinstance(state, numbers.Integral):
+        return None if state is None else int(state)
     return int(rng.randint(2**31))
 
 
