@@ -34,7 +34,7 @@ from .budget import InputBound
 from .input_grid import check_input_scale
 
 
-#: The most low bits ``_round_accumulator`` removes: an accumulator is far below 2^63 (at most
+#: The most low bits ``round_accumulator`` removes: an accumulator is far below 2^63 (at most
 #: fan-in × 2^(n_w_bits + n_a_bits)), so removing more gives the same 0.
 MAX_ROUNDED_BITS = 64
 
@@ -48,12 +48,58 @@ class IntegerLayer:
     input_max: InputBound  # largest integer each input can take
 
 
+def remember_scale(quantizer: nn.Module, inputs, output) -> None:
+    """Forward hook of each weight quantizer: keep the scale it just gave, so that
+    ``round_accumulator`` reads the very scale the layer used instead of quantizing the
+    weights a second time (a third of the forward pass in brevitas' Python)."""
+    quantizer.last_scale = output.scale.detach()
+
+
+def activation_scale(activation: nn.Module) -> torch.Tensor:
+    """The activation quantizer's scale as in eval mode: what ``quant_act_scale()`` returns (the
+    running statistics while they are collected, the learned scale after), read from the scaling
+    module alone instead of quantizing a sentinel with the whole proxy switched to eval and back."""
+    tensor_quant = activation.act_quant.fused_activation_quant_proxy.tensor_quant
+    scaling = tensor_quant.scaling_impl
+    was_training = scaling.training
+    scaling.training = False  # its eval branch only reads its buffer or parameter, not the input
+    try:
+        threshold = scaling(activation.act_quant._zero_hw_sentinel())
+    finally:
+        scaling.training = was_training
+    return threshold / tensor_quant.int_scaling_impl(tensor_quant.msb_clamp_bit_width_impl())
+
+
 def masked_weight(linear: nn.Module) -> torch.Tensor:
     """The layer's float weight with its pruning mask, recomputed (torch's pruning hook only
     refreshes ``weight`` when the layer itself is called)."""
     if hasattr(linear, "weight_mask"):
         return linear.weight_orig * linear.weight_mask
     return linear.weight
+
+
+def round_accumulator(z: torch.Tensor, bias: torch.Tensor, unit: torch.Tensor, output_scale: torch.Tensor) -> torch.Tensor:
+    """Round the integer accumulator of ``z`` (a linear layer's output: ``unit`` × integers + ``bias``)
+    the way Concrete ML's PoT pass does.
+
+    Concrete removes ``log2(output_scale / unit)`` low bits of the accumulator (round half up)
+    before the table lookup adds the bias and applies the activation. The gradient passes
+    straight through. ``unit`` is the input scale times the weight scale.
+    """
+    ratio = float(output_scale / unit)
+    if not math.isfinite(ratio) or ratio <= 0:
+        # A dead layer (every weight, or every input, pruned or decayed to zero): nothing to
+        # round. Seen with a strong weight decay on a small network: 0 / 0 here.
+        return z
+    # Past MAX_ROUNDED_BITS every accumulator rounds to 0 anyway (a layer whose input scale
+    # collapsed: seen with two hidden layers at a strong weight decay, where 2**lsbs overflowed).
+    lsbs = min(int(round(math.log2(ratio))), MAX_ROUNDED_BITS)
+    if lsbs <= 0:
+        return z
+    step = float(2**lsbs)
+    accumulator = torch.round((z - bias).detach() / unit)
+    rounded = torch.floor(accumulator / step + 0.5) * step
+    return z + (rounded - accumulator) * unit
 
 
 class QuantMLP(nn.Module):
@@ -132,6 +178,8 @@ class QuantMLP(nn.Module):
             )
             for fan_in, fan_out in zip(sizes[:-1], sizes[1:])
         )
+        for linear in self.linears:
+            linear.weight_quant.register_forward_hook(remember_scale)
         self.activations = nn.ModuleList(
             qnn.QuantReLU(
                 bit_width=n_a_bits,
@@ -156,7 +204,9 @@ class QuantMLP(nn.Module):
         for linear, activation in zip(self.linears[:-1], self.activations):
             z = linear(x)
             if self.round_like_concrete:
-                z = self._round_accumulator(z, linear, x.scale, activation)
+                # The weight scale ``linear`` has just used (:func:`remember_scale`).
+                unit = x.scale.detach() * linear.weight_quant.last_scale
+                z = round_accumulator(z, linear.bias, unit, activation_scale(activation).detach())
             x = activation(z)
         return self.linears[-1](x)
 
@@ -183,31 +233,6 @@ class QuantMLP(nn.Module):
             x = torch.relu(nn.functional.linear(x, masked_weight(linear), linear.bias))
         last = self.linears[-1]
         return nn.functional.linear(x, masked_weight(last), last.bias)
-
-    @staticmethod
-    def _round_accumulator(z: torch.Tensor, linear, input_scale: torch.Tensor, activation) -> torch.Tensor:
-        """Round the integer accumulator of ``z`` the way Concrete ML's PoT pass does.
-
-        Concrete removes ``log2(output scale / accumulator scale)`` low bits of
-        the accumulator (round half up) before the table lookup adds the bias
-        and applies the activation. The gradient passes straight through.
-        """
-        unit = (input_scale * linear.quant_weight().scale).detach()
-        output_scale = activation.quant_act_scale().detach()
-        ratio = float(output_scale / unit)
-        if not math.isfinite(ratio) or ratio <= 0:
-            # A dead layer (every weight, or every input, pruned or decayed to zero): nothing to
-            # round. Seen with a strong weight decay on a small network: 0 / 0 here.
-            return z
-        # Past MAX_ROUNDED_BITS every accumulator rounds to 0 anyway (a layer whose input scale
-        # collapsed: seen with two hidden layers at a strong weight decay, where 2**lsbs overflowed).
-        lsbs = min(int(round(math.log2(ratio))), MAX_ROUNDED_BITS)
-        if lsbs <= 0:
-            return z
-        step = float(2**lsbs)
-        accumulator = torch.round((z - linear.bias).detach() / unit)
-        rounded = torch.floor(accumulator / step + 0.5) * step
-        return z + (rounded - accumulator) * unit
 
     @contextmanager
     def exporting(self) -> Iterator["QuantMLP"]:
