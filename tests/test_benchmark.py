@@ -263,3 +263,24 @@ def test_study_runs_are_saved_after_each_job_and_merged_in_report_order(tmp_path
     merged = grid.merged_runs([first, second], grid.dataset_then_seed(["a", "b"]), tmp_path / "all.json")
     assert merged == [{"dataset": "a", "seed": 2}, {"dataset": "b", "seed": 0}, {"dataset": "b", "seed": 1}]
     assert json.loads((tmp_path / "all.json").read_text()) == merged
+
+
+def test_fit_time_anchor_times_both_versions_each_in_its_own_package(tmp_path):
+    """benchmarks/fit_time_anchor.py end to end on one small set, with this commit as the anchor:
+    each child imports the package it is given (the script checks it), and the ratio is current / anchor."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "fit_time_anchor.py"
+    out, report = tmp_path / "anchor.json", tmp_path / "anchor.md"
+    params = {"tighten": False, "max_epochs": 3, "optimizer__weight_decay": 1e-4}
+    command = [sys.executable, str(script), "--datasets", "iris", "--anchor", "HEAD", "--params", json.dumps(params)]
+    command += ["--out", str(out), "--markdown", str(report)]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    [row] = json.loads(out.read_text())
+    assert row["dataset"] == "iris" and row["params"] == params and row["anchor_commit"] == row["current_commit"]
+    assert row["ratio"] == pytest.approx(row["current_fit_s"] / row["anchor_fit_s"])
+    assert row["current_fit_s"] > 0 and 0 <= row["anchor_test_score"] <= 1
+    assert f"| iris | classification | 150 | {row['anchor_fit_s']:.1f} |" in report.read_text()
