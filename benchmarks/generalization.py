@@ -251,6 +251,15 @@ def ours(task: str, params: dict, data: tuple) -> dict:
         "hidden_layer_sizes_scores": {
             ",".join(map(str, sizes)): score for sizes, score in getattr(model, "hidden_layer_sizes_scores_", {}).items()
         },
+        # What the hold-out chose, and every setting's score ({"penalty,density": score}, {"bits": score}):
+        # the record an offline study of the candidate lists needs.
+        "weight_decay": float(model.weight_decay_),
+        "first_layer_density": float(model.first_layer_density_),
+        "n_input_bits": int(model.n_input_bits_),
+        "regularization_scores": {
+            f"{decay:g},{density:g}": score for (decay, density), score in getattr(model, "regularization_scores_", {}).items()
+        },
+        "input_bits_scores": {str(bits): score for bits, score in (getattr(model, "input_bits_scores_", None) or {}).items()},
     }
 
 
