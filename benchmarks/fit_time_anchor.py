@@ -121,7 +121,7 @@ def run(names: list[str], anchor: str, params: dict, out: Path) -> list[dict]:
                 "current_error": current_result.get("error"),
             }
             rows.append(row)
-            print(f"{name:16s} anchor {_fmt(row['anchor_fit_s'], '.1f')}s  current {_fmt(row['current_fit_s'], '.1f')}s  "
+            print(f"{name:16s} anchor fit s {_fmt(row['anchor_fit_s'], '.1f')}  current fit s {_fmt(row['current_fit_s'], '.1f')}  "
                   f"ratio {_fmt(row['ratio'], '.2f')}", flush=True)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(rows, indent=1) + "\n")
