@@ -36,22 +36,42 @@ def candidate_processes(n_jobs: int | None, n_fits: int) -> int:
     return processes
 
 
-def fit_all(fit: Callable, arguments: list[dict], n_jobs: int | None) -> list:
+def fit_all(
+    fit: Callable, arguments: list[dict], n_jobs: int | None, stop_after: Callable[[list], bool] | None = None
+) -> list:
     """``[fit(**each) for each in arguments]``, in input order, ``n_jobs`` processes at a time.
 
     Each fit starts from a torch seed drawn here, in input order, whichever process runs it: a fit
     that seeds itself is unaffected, and one that does not (the search's fine-tunes, which draw
-    only with a user's ``iterator_train__shuffle=True``) draws the same in a worker as in order."""
+    only with a user's ``iterator_train__shuffle=True``) draws the same in a worker as in order.
+
+    ``stop_after(results)`` (the results so far, in order) ends the fits at the first prefix it is
+    true for; they then run one batch of ``n_jobs`` at a time, and a result past that prefix (from
+    the same batch) is dropped, so what returns does not depend on ``n_jobs``. Seeds are drawn for
+    every argument either way, so what follows draws the same too."""
     seeds = torch.randint(0, 2**31 - 1, (len(arguments),)).tolist()
     after_the_draw = torch.get_rng_state()
     processes = candidate_processes(n_jobs, len(arguments))
+    tasks = list(zip(seeds, arguments))
+    batch = len(tasks) if stop_after is None else processes
+    results: list = []
     try:
-        if processes == 1:
-            return [_seeded_fit(fit, seed, each) for seed, each in zip(seeds, arguments)]
-        tasks = (joblib.delayed(_fit_in_worker)(fit, seed, each) for seed, each in zip(seeds, arguments))
-        return joblib.Parallel(n_jobs=processes, backend="loky")(tasks)
+        for start in range(0, len(tasks), max(batch, 1)):
+            results += _run(fit, tasks[start : start + batch], processes)
+            for end in range(start + 1, len(results) + 1):
+                if stop_after is not None and stop_after(results[:end]):
+                    return results[:end]
+        return results
     finally:
         torch.set_rng_state(after_the_draw)  # as the fits in workers leave it: what follows draws the same
+
+
+def _run(fit: Callable, tasks: list[tuple[int, dict]], processes: int) -> list:
+    """Each ``(seed, arguments)`` of ``tasks`` fitted, in order: here, or in ``processes`` workers."""
+    if processes == 1 or len(tasks) == 1:
+        return [_seeded_fit(fit, seed, each) for seed, each in tasks]
+    work = (joblib.delayed(_fit_in_worker)(fit, seed, each) for seed, each in tasks)
+    return joblib.Parallel(n_jobs=processes, backend="loky")(work)
 
 
 def _seeded_fit(fit: Callable, seed: int, arguments: dict):

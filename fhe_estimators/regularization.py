@@ -5,7 +5,8 @@ and which of ``n_init`` random initializations of that setting the hold-out keep
 With ``optimizer__weight_decay="auto"`` (both estimators' default) one network per setting is
 trained on the train part of :func:`~.holdout.internal_split` and the hold-out picks one
 (:func:`~.holdout.choose_regularization`), as ``RidgeCV`` picks its alpha: first the penalties
-(:func:`candidate_regularizations`), then, with ``first_layer_density="auto"`` (the default too),
+(:func:`candidate_regularizations`, weakest first, until a stronger one falls out of the tie band of
+the best: :func:`~.holdout.past_the_best_penalty`), then, with ``first_layer_density="auto"`` (the default too),
 sparse first layers (:func:`sparse_candidates`). Both ways of fitting choose the same way
 (:func:`fit_best_on_holdout`): the tightening search (:mod:`.search`) keeps the chosen network as
 its base; a plain fit (``tighten=False``) takes its settings and trains on all the data.
@@ -54,6 +55,7 @@ from .holdout import (
     choose_regularization,
     holdout_rows,
     internal_split,
+    past_the_best_penalty,
     prefers_finer_input,
     prefers_wider,
 )
@@ -135,8 +137,9 @@ def given_hidden_sizes(estimator) -> tuple[int, ...]:
 
 
 def candidate_regularizations(estimator) -> list[Regularization]:
-    """The settings "auto" compares first: every penalty of :data:`~.holdout.AUTO_WEIGHT_DECAYS`
-    at the given first-layer density (dense when it is "auto")."""
+    """The settings "auto" compares first: the penalties of :data:`~.holdout.AUTO_WEIGHT_DECAYS`,
+    weakest first, at the given first-layer density (dense when it is "auto"); :func:`fit_best_on_holdout`
+    stops once they are past the best."""
     density = given_first_layer_density(estimator)
     return [Regularization(decay, density) for decay in AUTO_WEIGHT_DECAYS]
 
@@ -185,6 +188,12 @@ def fit_on_rows(
         hidden_sizes=hidden_sizes,
         **fit_params,
     )
+
+
+def fit_and_score(estimator, X: np.ndarray, y: np.ndarray, train, holdout, regularization, **fit_params):
+    """:func:`fit_on_rows` on ``train`` at ``regularization``, with the fitted model's ``holdout`` rows."""
+    model = fit_on_rows(estimator, X, y, train, regularization=regularization, **fit_params)
+    return model, holdout_rows(model, X[holdout], y[holdout])
 
 
 def refit_like(estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray, first, **changes):
@@ -264,23 +273,25 @@ def fit_best_on_holdout(estimator, X: np.ndarray, y: np.ndarray, train, holdout,
     """The copy of ``estimator`` trained on ``train`` with the setting the ``holdout`` rows prefer,
     with every setting's hold-out score in ``regularization_scores_``.
 
-    The penalties first (:func:`~.holdout.choose_penalty` picks among them), then the sparse first
+    The penalties first, weakest first until they are past the best (:func:`~.holdout.past_the_best_penalty`;
+    :func:`~.holdout.choose_penalty` picks among those trained), then the sparse first
     layers at the weakest and the chosen penalty; :func:`~.holdout.choose_regularization` decides.
     Then a finer input (:func:`finer_input`) and a wider network (:func:`wider_network`) for it, and
     ``n_init - 1`` more initializations of what was kept (:func:`best_initialization`)."""
     fits, rows = {}, {}
 
-    def try_settings(settings):
+    def try_settings(settings, stop_after=None):
         fitted = fit_all(
-            partial(fit_on_rows, estimator, X, y, train, **fit_params),
+            partial(fit_and_score, estimator, X, y, train, holdout, **fit_params),
             [{"regularization": setting} for setting in settings],
             estimator.n_jobs,
+            stop_after,
         )
-        for setting, model in zip(settings, fitted):
-            fits[setting] = model
-            rows[setting] = holdout_rows(model, X[holdout], y[holdout])
+        for setting, (model, setting_rows) in zip(settings, fitted):
+            fits[setting], rows[setting] = model, setting_rows
 
-    try_settings(candidate_regularizations(estimator))
+    # The penalties weakest first, until they are past the best (the stronger ones are not trained).
+    try_settings(candidate_regularizations(estimator), lambda fitted: past_the_best_penalty([r for _, r in fitted]))
     penalty = choose_penalty(rows).weight_decay
     try_settings(sparse_candidates(estimator, X.shape[1], len(holdout), penalty))
     chosen, scores = choose_regularization(rows)

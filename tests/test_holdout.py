@@ -111,9 +111,10 @@ def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatc
     X_train, X_test, y_train, y_test = diabetes
     model = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=10, random_state=0).fit(X_train, y_train)
     assert calls == {"select": 0, "tighten": 1}
-    # Every penalty, dense: 83 hold-out rows are too few to try sparse first layers.
-    settings = {(decay, 1.0) for decay in holdout.AUTO_WEIGHT_DECAYS}
-    assert set(model.regularization_scores_) == settings
+    # The penalties, dense (83 hold-out rows are too few to try sparse first layers), weakest first
+    # until past the best: a prefix of the list, all of it unless the last one tried fell.
+    settings = set(_penalties_tried(model.regularization_scores_))
+    assert settings and all(density == 1.0 for _, density in settings)
     assert (model.weight_decay_, model.first_layer_density_) in settings
     assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
     assert "optimizer__weight_decay" not in model.get_params()  # the default "auto", untouched
@@ -121,7 +122,7 @@ def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatc
     plain = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=10, random_state=0, tighten=False)
     plain.fit(X_train, y_train)
     assert calls == {"select": 1, "tighten": 1}
-    assert set(plain.regularization_scores_) == settings
+    assert set(plain.regularization_scores_) == settings  # the same fits on the same split
 
 
 def test_a_fixed_weight_decay_is_not_searched_and_auto_is_the_default(breast_cancer):
@@ -151,9 +152,8 @@ def test_the_classifier_chooses_its_weight_decay_in_the_search(breast_cancer, mo
     scores = model.regularization_scores_
     n_holdout = len(next(iter(seen[0].values())).score)
     dense_choice = holdout.choose_penalty({s: r for s, r in seen[0].items() if s.first_layer_density == 1.0})
-    tried = regularization.candidate_regularizations(model) + regularization.sparse_candidates(
-        model, X_train.shape[1], n_holdout, dense_choice.weight_decay
-    )
+    penalties = _penalties_tried(scores)  # weakest first, until past the best
+    tried = penalties + regularization.sparse_candidates(model, X_train.shape[1], n_holdout, dense_choice.weight_decay)
     assert set(scores) == set(tried)
     assert len(seen) == 1 and any(density < 1 for _, density in scores)  # 107 rows: sparse layers tried
     rows = seen[0]  # each penalty's hold-out rows, of its own network
@@ -190,3 +190,52 @@ def test_a_strong_penalty_on_a_tiny_network_does_not_crash(iris):
     model = NeuralNetClassifier(hidden_layer_sizes=(2,), max_epochs=30, random_state=0, tighten=False)
     model.set_params(optimizer__weight_decay=0.3, n_accum_bits=8).fit(X_train, y_train)
     assert np.isfinite(model.fhe_cost_.latency_s)
+
+
+def _penalties_tried(scores: dict) -> list:
+    """The dense settings of ``regularization_scores_``, checked to be the penalties weakest first up
+    to where the hold-out stopped them: all of them, or a prefix whose last one scored lower."""
+    dense = sorted(key for key in scores if key[1] == 1.0)
+    decays = [decay for decay, _ in dense]
+    assert decays == list(holdout.AUTO_WEIGHT_DECAYS[: len(decays)])
+    if len(decays) < len(holdout.AUTO_WEIGHT_DECAYS):
+        assert scores[dense[-1]] < scores[dense[-2]]
+    return dense
+
+
+def _rows(values):
+    values = np.asarray(values, dtype=float)
+    return holdout.HoldoutRows(values, values, values)
+
+
+def test_the_penalties_stop_once_one_falls_out_of_the_tie_band():
+    high, one_row_less, collapsed = np.ones(40), np.r_[0.0, np.ones(39)], np.r_[np.zeros(20), np.ones(20)]
+    assert not holdout.past_the_best_penalty([_rows(high)])  # nothing to compare yet
+    assert not holdout.past_the_best_penalty([_rows(one_row_less), _rows(high)])  # rising
+    assert not holdout.past_the_best_penalty([_rows(high), _rows(one_row_less)])  # a fall within the band
+    assert holdout.past_the_best_penalty([_rows(high), _rows(collapsed)])  # a fall out of it
+    # Out of the band of the best so far, not only of the one before: a slow slide stops too.
+    two_rows_less = np.r_[0.0, 0.0, np.ones(38)]
+    assert holdout.within(holdout.paired_gap(one_row_less, two_rows_less), 0.0, holdout.REGULARIZATION_STANDARD_ERRORS)
+    assert holdout.past_the_best_penalty([_rows(high), _rows(one_row_less), _rows(two_rows_less)])
+    # A penalty scoring higher than the one before never stops the path, even below the best.
+    assert not holdout.past_the_best_penalty([_rows(high), _rows(collapsed), _rows(one_row_less)])
+
+
+def test_fit_best_on_holdout_trains_the_penalties_until_past_the_best(breast_cancer, monkeypatch):
+    """Only the penalties up to where the rule stops are trained and scored, weakest first, and the
+    choice is made among those; the sparse first layers follow as before."""
+    seen = []
+
+    def stop_at_the_second(rows):
+        seen.append(len(rows))
+        return len(rows) == 2
+
+    monkeypatch.setattr(regularization, "past_the_best_penalty", stop_at_the_second)
+    X_train, _, y_train, _ = breast_cancer
+    model = NeuralNetClassifier(hidden_layer_sizes=(8,), max_epochs=5, random_state=0, tighten=False, optimizer__weight_decay="auto")
+    model.fit(X_train, y_train)
+    assert seen == [1, 2]
+    dense = sorted(key for key in model.regularization_scores_ if key[1] == 1.0)
+    assert [decay for decay, _ in dense] == list(holdout.AUTO_WEIGHT_DECAYS[:2])
+    assert model.weight_decay_ in holdout.AUTO_WEIGHT_DECAYS[:2]
