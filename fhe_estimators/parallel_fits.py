@@ -1,7 +1,7 @@
 """The hold-out's candidate networks trained ``n_jobs`` processes at a time.
 
 A fit with ``optimizer__weight_decay="auto"`` trains several networks on the same rows before it
-chooses one (:mod:`.regularization`): four penalties, then up to four sparse first layers, then
+chooses one (:mod:`.regularization`): up to four penalties, then up to four sparse first layers, then
 ``n_init - 1`` more initializations; on a default digits fit they are nine tenths of the time. The
 search (:mod:`.search`) then derives up to eight cheaper networks from the chosen one, each
 fine-tuned. Each is independent of the others and starts from a seed drawn in order
