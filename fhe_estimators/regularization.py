@@ -5,8 +5,8 @@ and which of ``n_init`` random initializations of that setting the hold-out keep
 With ``optimizer__weight_decay="auto"`` (both estimators' default) one network per setting is
 trained on the train part of :func:`~.holdout.internal_split` and the hold-out picks one
 (:func:`~.holdout.choose_regularization`), as ``RidgeCV`` picks its alpha: first the penalties
-(:func:`candidate_regularizations`, weakest first, until a stronger one falls out of the tie band of
-the best: :func:`~.holdout.past_the_best_penalty`), then, with ``first_layer_density="auto"`` (the default too),
+(:func:`candidate_regularizations`, weakest first; a classifier's until a stronger one falls out of the
+tie band of the best: :func:`~.holdout.past_the_best_penalty`), then, with ``first_layer_density="auto"`` (the default too),
 sparse first layers (:func:`sparse_candidates`). Both ways of fitting choose the same way
 (:func:`fit_best_on_holdout`): the tightening search (:mod:`.search`) keeps the chosen network as
 its base; a plain fit (``tighten=False``) takes its settings and trains on all the data.
@@ -54,6 +54,7 @@ from .holdout import (
     choose_penalty,
     choose_regularization,
     holdout_rows,
+    PENALTY_STOP,
     internal_split,
     past_the_best_penalty,
     prefers_finer_input,
@@ -273,7 +274,7 @@ def fit_best_on_holdout(estimator, X: np.ndarray, y: np.ndarray, train, holdout,
     """The copy of ``estimator`` trained on ``train`` with the setting the ``holdout`` rows prefer,
     with every setting's hold-out score in ``regularization_scores_``.
 
-    The penalties first, weakest first until they are past the best (:func:`~.holdout.past_the_best_penalty`;
+    The penalties first, weakest first (a classifier's until past the best: :func:`~.holdout.past_the_best_penalty`;
     :func:`~.holdout.choose_penalty` picks among those trained), then the sparse first
     layers at the weakest and the chosen penalty; :func:`~.holdout.choose_regularization` decides.
     Then a finer input (:func:`finer_input`) and a wider network (:func:`wider_network`) for it, and
@@ -290,8 +291,12 @@ def fit_best_on_holdout(estimator, X: np.ndarray, y: np.ndarray, train, holdout,
         for setting, (model, setting_rows) in zip(settings, fitted):
             fits[setting], rows[setting] = model, setting_rows
 
-    # The penalties weakest first, until they are past the best (the stronger ones are not trained).
-    try_settings(candidate_regularizations(estimator), lambda fitted: past_the_best_penalty([r for _, r in fitted]))
+    # The penalties weakest first, for a classifier until they are past the best (the stronger ones
+    # are not trained).
+    stop = None
+    if PENALTY_STOP[estimator._estimator_type]:
+        stop = lambda fitted: past_the_best_penalty([r for _, r in fitted])  # noqa: E731
+    try_settings(candidate_regularizations(estimator), stop)
     penalty = choose_penalty(rows).weight_decay
     try_settings(sparse_candidates(estimator, X.shape[1], len(holdout), penalty))
     chosen, scores = choose_regularization(rows)

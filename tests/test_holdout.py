@@ -115,6 +115,7 @@ def test_the_search_picks_the_weight_decay_on_its_own_split(diabetes, monkeypatc
     # until past the best: a prefix of the list, all of it unless the last one tried fell.
     settings = set(_penalties_tried(model.regularization_scores_))
     assert settings and all(density == 1.0 for _, density in settings)
+    assert len(settings) == len(holdout.AUTO_WEIGHT_DECAYS)  # a regressor's penalties never stop
     assert (model.weight_decay_, model.first_layer_density_) in settings
     assert model.optimizer_.param_groups[0]["weight_decay"] == model.weight_decay_
     assert "optimizer__weight_decay" not in model.get_params()  # the default "auto", untouched
@@ -239,3 +240,13 @@ def test_fit_best_on_holdout_trains_the_penalties_until_past_the_best(breast_can
     dense = sorted(key for key in model.regularization_scores_ if key[1] == 1.0)
     assert [decay for decay, _ in dense] == list(holdout.AUTO_WEIGHT_DECAYS[:2])
     assert model.weight_decay_ in holdout.AUTO_WEIGHT_DECAYS[:2]
+
+
+def test_a_regressors_penalties_never_stop(diabetes, monkeypatch):
+    """holdout.PENALTY_STOP: a regressor's hold-out path can fall and rise again (diabetes, seed 2),
+    so every penalty is trained even when the rule would stop at the second."""
+    monkeypatch.setattr(regularization, "past_the_best_penalty", lambda rows: True)
+    X_train, _, y_train, _ = diabetes
+    model = NeuralNetRegressor(hidden_layer_sizes=(8,), max_epochs=4, random_state=0, tighten=False).fit(X_train, y_train)
+    dense = sorted(decay for decay, density in model.regularization_scores_ if density == 1.0)
+    assert dense == sorted(holdout.AUTO_WEIGHT_DECAYS)
