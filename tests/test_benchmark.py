@@ -72,10 +72,12 @@ def test_generalization_benchmark_runs_and_reports(tmp_path):
     assert row["best_float"] == max(row["float_32"], row["float_100"])
     # wine's 34 hold-out rows are too few to compare widths: "auto" trains 32 neurons, no scores
     assert row["hidden_layer_sizes"] == [32] and row["hidden_layer_sizes_scores"] == {}
-    # the hold-out's choices are recorded: every penalty's score (dense: too few rows for sparse layers)
+    # the hold-out's choices are recorded: the score of every penalty trained (weakest first, until
+    # past the best; dense: too few rows for sparse layers)
     from fhe_estimators.holdout import AUTO_WEIGHT_DECAYS
 
-    assert set(row["regularization_scores"]) == {f"{decay:g},1" for decay in AUTO_WEIGHT_DECAYS}
+    tried = list(row["regularization_scores"])
+    assert tried and tried == [f"{decay:g},1" for decay in AUTO_WEIGHT_DECAYS[: len(tried)]]
     assert f"{row['weight_decay']:g},{row['first_layer_density']:g}" in row["regularization_scores"]
     assert "wine" in report.read_text() and "quick" in report.read_text()
     assert f"| {row['predicted_latency_s']:.2f} | 32 |" in report.read_text()
