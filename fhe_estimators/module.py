@@ -197,6 +197,14 @@ class QuantMLP(nn.Module):
         #: :class:`~fhe_estimators.callbacks.FloatPretraining`); always True once trained.
         self.quantized = True
 
+    def submodules(self) -> list[nn.Module]:
+        """``list(self.modules())``, listed once (skorch checks every module's mode before each
+        batch). The network's modules are fixed once built: neuron removal shrinks parameters,
+        not modules. A deep copy's list holds the copy's modules."""
+        if "_submodule_list" not in self.__dict__:
+            self.__dict__["_submodule_list"] = list(self.modules())
+        return self.__dict__["_submodule_list"]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantized:
             return self._float_forward(x)
