@@ -30,6 +30,7 @@ import torch
 from concrete.ml.quantization.qat_quantizers import Int8ActPerTensorPoT, Int8WeightPerTensorPoT
 from torch import nn
 
+from . import fast_quant
 from .budget import InputBound
 from .input_grid import check_input_scale
 
@@ -208,6 +209,8 @@ class QuantMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantized:
             return self._float_forward(x)
+        if self.round_like_concrete and torch._C._get_tracing_state() is None and self._fast_quantizers() is not None:
+            return self._fast_forward(x)
         x = self.input_quant(x)
         for linear, activation in zip(self.linears[:-1], self.activations):
             z = linear(x)
@@ -217,6 +220,54 @@ class QuantMLP(nn.Module):
                 z = round_accumulator(z, linear.bias, unit, activation_scale(activation).detach())
             x = activation(z)
         return self.linears[-1](x)
+
+    #: Whether :meth:`forward` may take :meth:`_fast_forward` (False: always brevitas' layers).
+    use_fast_quantizers = True
+
+    def _fast_quantizers(self) -> dict | None:
+        """The :class:`~.fast_quant.FastQuantizer` of every quantizer (``"input"``, ``"weights"``,
+        ``"activations"``), built once, when :meth:`_fast_forward` computes what brevitas' layers
+        do (:func:`~.fast_quant.supports_layers`; what may change, :func:`~.fast_quant.unhooked`, on every
+        call); None otherwise. The network's quantizers are fixed once it is built."""
+        layers = (self.input_quant, self.linears, self.activations)
+        if not self.use_fast_quantizers or not fast_quant.unhooked(*layers):
+            return None
+        if "_fast_quantizer_plan" not in self.__dict__:
+            if not fast_quant.supports_layers(*layers):
+                return None
+            self.__dict__["_fast_quantizer_plan"] = {
+                "input": fast_quant.FastQuantizer(fast_quant.activation_tensor_quant(self.input_quant)),
+                "weights": [fast_quant.FastQuantizer(linear.weight_quant.tensor_quant) for linear in self.linears],
+                "activations": [fast_quant.FastQuantizer(fast_quant.activation_tensor_quant(a)) for a in self.activations],
+            }
+        return self.__dict__["_fast_quantizer_plan"]
+
+    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` through brevitas' quantizer functions rather than its layers
+        (:mod:`.fast_quant`): the same tensors and gradients, in half the time."""
+        plan = self._fast_quantizers()
+        x, x_scale = plan["input"](self.input_quant.act_quant.fused_activation_quant_proxy.activation_impl(x))
+        hidden = zip(self.linears[:-1], plan["weights"], self.activations, plan["activations"])
+        for linear, weight_quantizer, activation, activation_quantizer in hidden:
+            z, weight_scale = self._fast_linear(linear, weight_quantizer, x)
+            threshold = activation_quantizer.settled_threshold()
+            if threshold is None:  # statistics still collected: brevitas' eval-mode scale
+                output_scale = activation_scale(activation).detach()
+            else:
+                output_scale = (threshold / activation_quantizer.int_threshold).detach()
+            z = round_accumulator(z, linear.bias, x_scale.detach() * weight_scale, output_scale)
+            relu = activation.act_quant.fused_activation_quant_proxy.activation_impl
+            x, x_scale = activation_quantizer(relu(z), threshold)
+        z, _ = self._fast_linear(self.linears[-1], plan["weights"][-1], x)
+        return z
+
+    @staticmethod
+    def _fast_linear(linear: nn.Module, weight_quantizer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A ``QuantLinear`` (float bias) on the quantized input value ``x``, and its weight scale
+        (kept as :func:`remember_scale` keeps it)."""
+        weights, scale = weight_quantizer(fast_quant.run_pre_hooks(linear, x))
+        linear.weight_quant.last_scale = scale.detach()
+        return nn.functional.linear(x, weights, linear.bias), linear.weight_quant.last_scale
 
     def outputs_on(self, X) -> np.ndarray:
         """Outputs on a whole array in one call, in eval mode and without gradients (the

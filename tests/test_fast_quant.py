@@ -1,0 +1,86 @@
+"""brevitas' quantizers without its module layers (fhe_estimators.fast_quant): the same network to the bit."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils import prune
+
+from fhe_estimators import NeuralNetClassifier, fast_quant
+from fhe_estimators.module import QuantMLP
+
+
+def _train_both_ways(module, steps, X, y, eval_every=5, prepare=lambda network: None):
+    """Train a copy of ``module`` with the fast path and one with brevitas' layers, step by step
+    (each copy ``prepare``-d first); assert the outputs, the loss and every parameter and buffer
+    are equal after each step."""
+    fast, layers = copy.deepcopy(module), copy.deepcopy(module)
+    layers.use_fast_quantizers = False
+    for network in (fast, layers):
+        prepare(network)
+    optimizers = [torch.optim.Adam(m.parameters(), lr=0.05) for m in (fast, layers)]
+    for step in range(steps):
+        losses = []
+        for network, optimizer in zip((fast, layers), optimizers):
+            optimizer.zero_grad()
+            loss = torch.nn.functional.cross_entropy(network(X), y)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach())
+        assert torch.equal(*losses), step
+        for (name, a), (_, b) in zip(fast.state_dict().items(), layers.state_dict().items()):
+            assert torch.equal(a, b), (step, name)
+        for a, b in zip(fast.parameters(), layers.parameters()):
+            assert torch.equal(a.grad, b.grad), step
+        if step % eval_every == 0:
+            assert np.array_equal(fast.outputs_on(X.numpy()), layers.outputs_on(X.numpy())), step
+    return fast, layers
+
+
+def test_training_through_the_fast_path_equals_brevitas_layers_through_every_phase():
+    torch.manual_seed(0)
+    X, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    # Statistics collected for 4 steps, then the learned scales: both phases and the switch.
+    module = QuantMLP(6, 3, hidden_layer_sizes=(8, 5), collect_stats_steps=4)
+    assert module._fast_quantizers() is not None
+    _train_both_ways(module, 12, X, y)
+
+
+def test_a_pruned_network_and_a_fixed_input_step_take_the_fast_path_alike():
+    torch.manual_seed(1)
+    X, y = torch.randn(48, 5), torch.randint(0, 2, (48,))
+    module = QuantMLP(5, 2, hidden_layer_sizes=(6,), collect_stats_steps=2, n_input_bits=5, input_scale=0.25)
+    masks = [(torch.rand_like(linear.weight) > 0.5).float() for linear in module.linears]
+
+    def prune_both(network):
+        for linear, mask in zip(network.linears, masks):
+            prune.custom_from_mask(linear, "weight", mask)
+        assert (network._fast_quantizers() is not None) == network.use_fast_quantizers
+
+    fast, _ = _train_both_ways(module, 6, X, y, prepare=prune_both)
+    # The pruning hook ran: the layer's weight is the masked one of this step's parameters.
+    linear = fast.linears[0]
+    assert torch.equal(linear.weight, linear.weight_orig * linear.weight_mask)
+
+
+def test_anything_the_fast_path_does_not_reproduce_takes_brevitas_layers():
+    module = QuantMLP(4, 2, hidden_layer_sizes=(3,))
+    assert module._fast_quantizers() is not None
+    module.activations[0].register_forward_hook(lambda *args: None)
+    assert module._fast_quantizers() is None  # a hook the fast path would skip
+    module = QuantMLP(4, 2, hidden_layer_sizes=(3,))
+    assert not fast_quant.supports(torch.nn.Identity())
+    module.use_fast_quantizers = False
+    assert module._fast_quantizers() is None
+
+
+def test_a_fit_with_the_fast_path_is_the_fit_through_brevitas_layers(iris, monkeypatch):
+    X_train, X_test, y_train, _ = iris
+    params = dict(hidden_layer_sizes=(8,), max_epochs=4, random_state=0, tighten=False, optimizer__weight_decay=1e-4)
+    fast = NeuralNetClassifier(**params).fit(X_train, y_train)
+    monkeypatch.setattr(QuantMLP, "use_fast_quantizers", False)
+    layers = NeuralNetClassifier(**params).fit(X_train, y_train)
+    np.testing.assert_array_equal(fast.predict_proba(X_test), layers.predict_proba(X_test))
+    for (name, a), (_, b) in zip(fast.module_.state_dict().items(), layers.module_.state_dict().items()):
+        assert torch.equal(a, b), name
