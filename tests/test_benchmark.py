@@ -291,3 +291,20 @@ def test_fit_time_anchor_times_both_versions_each_in_its_own_package(tmp_path):
     assert row["ratio"] == pytest.approx(row["current_fit_s"] / row["anchor_fit_s"])
     assert row["current_fit_s"] > 0 and 0 <= row["anchor_test_score"] <= 1
     assert f"| iris | classification | 150 | {row['anchor_fit_s']:.1f} |" in report.read_text()
+
+
+def test_step_speed_times_both_paths_and_checks_they_agree(tmp_path):
+    """benchmarks/step_speed.py end to end with few steps and rows: both paths timed, and the fast
+    ones give the same parameters and the same simulated outputs as the paths they replace."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "step_speed.py"
+    spec = importlib.util.spec_from_file_location("step_speed", path)
+    step_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step_speed)
+    report = tmp_path / "step_speed.md"
+    text = step_speed.main(["--steps", "8", "--rows", "20", "--markdown", str(report)])
+    assert report.read_text() == text
+    assert text.count("| True |") == len(step_speed.NETWORKS)  # same parameters after, per network
+    assert "same outputs: True" in text

@@ -1,0 +1,144 @@
+"""What a training step and a simulated row cost, each fast path against the path it replaces.
+
+Two things every default fit repeats thousands of times, measured side by side in one run:
+
+- a training step (forward, backward, Adam) and an eval-mode forward of ``QuantMLP``, through
+  brevitas' quantizer functions (:mod:`fhe_estimators.fast_quant`, the default) and through
+  brevitas' layers (``use_fast_quantizers = False``), the two alternated in rounds; the two
+  paths' losses and parameters are checked equal after the timed steps;
+- one row of FHE simulation of a compiled model: ``runtime.simulate`` (Concrete's setup once per
+  batch) against Concrete's public ``circuit.simulate`` row by row, on the same rows, outputs
+  checked equal.
+
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/step_speed.py [--steps 400] [--rows 1000]
+      [--markdown benchmarks/results/step_speed.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
+
+from fhe_estimators import NeuralNetClassifier, runtime
+from fhe_estimators.benchmarking import describe_environment
+from fhe_estimators.module import QuantMLP
+
+RESULTS = Path(__file__).parent / "results" / "step_speed.md"
+#: (input features, hidden widths, classes, batch rows): the default width on a 20-column 5-class
+#: set, and the wide network digits-like data takes, both at 3 bits, batches of 64 (the default).
+NETWORKS = [(20, (32,), 5, 64), (64, (64,), 10, 64)]
+
+
+def time_steps(network: QuantMLP, X: torch.Tensor, y: torch.Tensor, steps: int) -> tuple[float, float]:
+    """Seconds per training step and per eval-mode forward (no gradients) of ``network``."""
+    optimizer = torch.optim.Adam(network.parameters(), lr=0.01)
+    start = time.perf_counter()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(network(X), y).backward()
+        optimizer.step()
+    step_s = (time.perf_counter() - start) / steps
+    start = time.perf_counter()
+    for _ in range(steps):
+        network.outputs_on(X.numpy())
+    return step_s, (time.perf_counter() - start) / steps
+
+
+def measure_network(features: int, hidden: tuple, classes: int, batch: int, steps: int, rounds: int = 4) -> dict:
+    """Both paths on copies of one network past its statistics collection, alternated over ``rounds``."""
+    torch.manual_seed(0)
+    X, y = torch.randn(batch, features), torch.randint(0, classes, (batch,))
+    network = QuantMLP(features, classes, hidden_layer_sizes=hidden, collect_stats_steps=10)
+    time_steps(network, X, y, 20)  # statistics collected: the learned scales, as in most of a fit
+    fast, layers = copy.deepcopy(network), copy.deepcopy(network)
+    layers.use_fast_quantizers = False
+    times = {"fast": [], "layers": []}
+    for _ in range(rounds):
+        for name, model in (("fast", fast), ("layers", layers)):
+            times[name].append(time_steps(model, X, y, steps // rounds))
+    same = all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(), layers.state_dict().values()))
+    row = {"network": f"{features}-{'-'.join(map(str, hidden))}-{classes}, batch {batch}", "same_parameters": same}
+    for name, pairs in times.items():
+        row[f"{name}_step_ms"] = 1e3 * float(np.mean([step for step, _ in pairs]))
+        row[f"{name}_forward_ms"] = 1e3 * float(np.mean([forward for _, forward in pairs]))
+    return row
+
+
+def measure_simulation(n_rows: int) -> dict:
+    """ms per row of ``runtime.simulate`` and of Concrete's per-row ``circuit.simulate`` (digits, 64 neurons)."""
+    from concrete.ml.common.utils import to_tuple
+
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X).astype(np.float32)
+    model = NeuralNetClassifier(hidden_layer_sizes=(64,), max_epochs=5, tighten=False, optimizer__weight_decay=1e-4, random_state=0)
+    model.fit(X, y).compile(X)
+    module = model.quantized_module_
+    rows = np.resize(X, (n_rows, X.shape[1]))
+    start = time.perf_counter()
+    ours = runtime.simulate(module, rows)
+    ours_s = time.perf_counter() - start
+    (q_x,) = to_tuple(module.quantize_input(*module.pre_processing(rows)))
+    start = time.perf_counter()
+    per_row = [to_tuple(module.fhe_circuit.simulate(q_x[[row]])) for row in range(len(q_x))]
+    per_row_s = time.perf_counter() - start
+    concrete = module.dequantize_output(*[np.concatenate(outputs, axis=0) for outputs in zip(*per_row)])
+    return {
+        "rows": n_rows,
+        "batch_ms_per_row": 1e3 * ours_s / n_rows,
+        "per_row_ms_per_row": 1e3 * per_row_s / n_rows,
+        "same_outputs": bool(np.array_equal(ours, concrete)),
+    }
+
+
+def report(networks: list[dict], simulation: dict) -> str:
+    lines = [
+        "# A training step and a simulated row, fast path against the path it replaces",
+        "",
+        f"Generated by `benchmarks/step_speed.py` on {describe_environment()}; torch with one thread.",
+        "",
+        "Training step (forward, backward, Adam) and eval-mode forward of `QuantMLP` at 3 bits, after its",
+        "statistics collection; fast: brevitas' quantizer functions (`fast_quant`, the default); layers: brevitas'",
+        "layers. The two paths alternate in rounds on copies of one network.",
+        "",
+        "| network | step ms, layers | step ms, fast | ratio | forward ms, layers | forward ms, fast | ratio | same parameters after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in networks:
+        lines.append(
+            f"| {row['network']} | {row['layers_step_ms']:.2f} | {row['fast_step_ms']:.2f} | "
+            f"{row['layers_step_ms'] / row['fast_step_ms']:.2f}× | {row['layers_forward_ms']:.2f} | "
+            f"{row['fast_forward_ms']:.2f} | {row['layers_forward_ms'] / row['fast_forward_ms']:.2f}× | {row['same_parameters']} |"
+        )
+    lines += [
+        "",
+        f"FHE simulation, {simulation['rows']} rows of digits through a 64-neuron circuit: `runtime.simulate` "
+        f"{simulation['batch_ms_per_row']:.2f} ms a row, Concrete's `circuit.simulate` row by row "
+        f"{simulation['per_row_ms_per_row']:.2f} ms a row "
+        f"({simulation['per_row_ms_per_row'] / simulation['batch_ms_per_row']:.1f}×); same outputs: {simulation['same_outputs']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=400, help="timed training steps per path and network")
+    parser.add_argument("--rows", type=int, default=1000, help="simulated rows per path")
+    parser.add_argument("--markdown", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    text = report([measure_network(*network, steps=args.steps) for network in NETWORKS], measure_simulation(args.rows))
+    args.markdown.write_text(text)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
