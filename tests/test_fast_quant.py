@@ -84,3 +84,14 @@ def test_a_fit_with_the_fast_path_is_the_fit_through_brevitas_layers(iris, monke
     np.testing.assert_array_equal(fast.predict_proba(X_test), layers.predict_proba(X_test))
     for (name, a), (_, b) in zip(fast.module_.state_dict().items(), layers.module_.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_a_network_without_hidden_layers_and_a_copy_of_a_trained_one_take_the_fast_path_alike():
+    torch.manual_seed(2)
+    X, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    _train_both_ways(QuantMLP(4, 2, hidden_layer_sizes=(), collect_stats_steps=2), 5, X, y)
+    trained, _ = _train_both_ways(QuantMLP(4, 2, hidden_layer_sizes=(3,), collect_stats_steps=2), 4, X, y)
+    duplicate = copy.deepcopy(trained)  # its quantizers' plan is copied with it, onto the copy's modules
+    plan = duplicate._fast_quantizers()
+    assert plan["weights"][0].tensor_quant is duplicate.linears[0].weight_quant.tensor_quant
+    _train_both_ways(duplicate, 3, X, y)
