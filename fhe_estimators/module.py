@@ -244,7 +244,7 @@ class QuantMLP(nn.Module):
 
     def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` through brevitas' quantizer functions rather than its layers
-        (:mod:`.fast_quant`): the same tensors and gradients, in half the time."""
+        (:mod:`.fast_quant`): the same tensors and gradients, a training step 1.7–1.9× faster."""
         plan = self._fast_quantizers()
         x, x_scale = plan["input"](self.input_quant.act_quant.fused_activation_quant_proxy.activation_impl(x))
         hidden = zip(self.linears[:-1], plan["weights"], self.activations, plan["activations"])
