@@ -142,6 +142,17 @@ class FastQuantizer:
         return y, scale
 
 
+def plan_matches(plan: dict, tensor_quants: dict) -> bool:
+    """Whether every :class:`FastQuantizer` of ``plan`` is built on the quantizer module now in its place."""
+    if plan["input"].tensor_quant is not tensor_quants["input"]:
+        return False
+    return all(
+        len(plan[kind]) == len(tensor_quants[kind])
+        and all(kept.tensor_quant is current for kept, current in zip(plan[kind], tensor_quants[kind]))
+        for kind in ("weights", "activations")
+    )
+
+
 def activation_tensor_quant(layer: nn.Module) -> nn.Module:
     """The ``RescalingIntQuant`` of a ``QuantIdentity`` / ``QuantReLU``."""
     return layer.act_quant.fused_activation_quant_proxy.tensor_quant

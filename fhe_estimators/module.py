@@ -198,14 +198,6 @@ class QuantMLP(nn.Module):
         #: :class:`~fhe_estimators.callbacks.FloatPretraining`); always True once trained.
         self.quantized = True
 
-    def submodules(self) -> list[nn.Module]:
-        """``list(self.modules())``, listed once (skorch checks every module's mode before each
-        batch). The network's modules are fixed once built: neuron removal shrinks parameters,
-        not modules. A deep copy's list holds the copy's modules."""
-        if "_submodule_list" not in self.__dict__:
-            self.__dict__["_submodule_list"] = list(self.modules())
-        return self.__dict__["_submodule_list"]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantized:
             return self._float_forward(x)
@@ -226,21 +218,29 @@ class QuantMLP(nn.Module):
 
     def _fast_quantizers(self) -> dict | None:
         """The :class:`~.fast_quant.FastQuantizer` of every quantizer (``"input"``, ``"weights"``,
-        ``"activations"``), built once, when :meth:`_fast_forward` computes what brevitas' layers
-        do (:func:`~.fast_quant.supports_layers`; what may change, :func:`~.fast_quant.unhooked`, on every
-        call); None otherwise. The network's quantizers are fixed once it is built."""
+        ``"activations"``) when :meth:`_fast_forward` computes what brevitas' layers do
+        (:func:`~.fast_quant.supports_layers`); None otherwise. Kept between calls, and built anew
+        whenever brevitas has replaced a quantizer module (it does for a weight's on
+        ``prune.remove`` and for every one on ``load_state_dict``: the kept ones would compute with
+        stale scales) or a hook was added (:func:`~.fast_quant.unhooked`, checked on every call)."""
         layers = (self.input_quant, self.linears, self.activations)
         if not self.use_fast_quantizers or not fast_quant.unhooked(*layers):
             return None
-        if "_fast_quantizer_plan" not in self.__dict__:
+        tensor_quants = {
+            "input": fast_quant.activation_tensor_quant(self.input_quant),
+            "weights": [linear.weight_quant.tensor_quant for linear in self.linears],
+            "activations": [fast_quant.activation_tensor_quant(activation) for activation in self.activations],
+        }
+        plan = self.__dict__.get("_fast_quantizer_plan")
+        if plan is None or not fast_quant.plan_matches(plan, tensor_quants):
             if not fast_quant.supports_layers(*layers):
                 return None
-            self.__dict__["_fast_quantizer_plan"] = {
-                "input": fast_quant.FastQuantizer(fast_quant.activation_tensor_quant(self.input_quant)),
-                "weights": [fast_quant.FastQuantizer(linear.weight_quant.tensor_quant) for linear in self.linears],
-                "activations": [fast_quant.FastQuantizer(fast_quant.activation_tensor_quant(a)) for a in self.activations],
+            plan = self.__dict__["_fast_quantizer_plan"] = {
+                "input": fast_quant.FastQuantizer(tensor_quants["input"]),
+                "weights": [fast_quant.FastQuantizer(quant) for quant in tensor_quants["weights"]],
+                "activations": [fast_quant.FastQuantizer(quant) for quant in tensor_quants["activations"]],
             }
-        return self.__dict__["_fast_quantizer_plan"]
+        return plan
 
     def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`forward` through brevitas' quantizer functions rather than its layers

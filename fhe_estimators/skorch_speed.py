@@ -10,10 +10,11 @@ training rows of a hold-out candidate, batches of 64):
   then ``default_collate`` stacks the rows): 1.19 s per 100 epochs, 0.56 s read in one indexing,
   which gives the same tensors.
 
-Even the check of the modes walked the module tree (``nn.Module.modules()``) before every batch,
-and skorch's indexing of a batch turns the row numbers into a list that scikit-learn's
-``_safe_indexing`` inspects one by one: 5.3 s and 2.1 s of a 69 s default fit on the 5-class
-benchmark set. The network now lists its modules once, and arrays are indexed directly.
+And skorch's indexing of a batch turns the row numbers into a list that scikit-learn's
+``_safe_indexing`` inspects one by one (2.1 s of a 69 s profiled default fit on the 5-class
+benchmark set); arrays are now indexed directly. (The modes' check still walks the module tree
+before every batch: brevitas replaces quantizer modules after a network is built, a weight's
+quantizer on ``prune.remove`` and every one on ``load_state_dict``, so a list kept of them goes stale.)
 
 Together about a tenth of a fit (most of the rest is brevitas' quantizers), with the same outputs
 to the bit (tests/test_skorch_speed.py).
@@ -66,14 +67,6 @@ def batch_loader(dataset: skorch.dataset.Dataset, batch_size: int) -> DataLoader
     return DataLoader(_BatchIndexedDataset(dataset), batch_size=None, sampler=batches)
 
 
-def listed_modules(module: torch.nn.Module):
-    """``module.modules()``, from the list a module keeps of them when it has one
-    (:meth:`~.module.QuantMLP.submodules`): walking the tree before every batch cost more than
-    setting the modes did."""
-    submodules = getattr(module, "submodules", None)
-    return submodules() if callable(submodules) else module.modules()
-
-
 class FastBatchLoopMixin:
     """skorch's ``_set_training`` and ``get_iterator``, without their per-batch overhead."""
 
@@ -81,7 +74,7 @@ class FastBatchLoopMixin:
         """Set the modules' mode only where one differs (skorch sets it before every batch)."""
         for name in self._modules + self._criteria:
             module = getattr(self, name + "_")
-            if isinstance(module, torch.nn.Module) and any(m.training != training for m in listed_modules(module)):
+            if isinstance(module, torch.nn.Module) and any(m.training != training for m in module.modules()):
                 module.train(training)
 
     def get_iterator(self, dataset, training: bool = False):

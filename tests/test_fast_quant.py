@@ -95,3 +95,22 @@ def test_a_network_without_hidden_layers_and_a_copy_of_a_trained_one_take_the_fa
     plan = duplicate._fast_quantizers()
     assert plan["weights"][0].tensor_quant is duplicate.linears[0].weight_quant.tensor_quant
     _train_both_ways(duplicate, 3, X, y)
+
+
+def test_the_kept_quantizers_follow_the_modules_brevitas_replaces():
+    """brevitas rebuilds every quantizer module on load_state_dict (and a weight's on prune.remove):
+    the fast path must then compute with the new ones, not with the scales of the kept ones."""
+    torch.manual_seed(3)
+    X, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    trained, _ = _train_both_ways(QuantMLP(4, 2, hidden_layer_sizes=(3,), collect_stats_steps=2), 4, X, y)
+    other, reference = _train_both_ways(QuantMLP(4, 2, hidden_layer_sizes=(3,), collect_stats_steps=2), 6, X, y)
+    kept = trained._fast_quantizers()
+    trained.load_state_dict(other.state_dict())
+    rebuilt = trained._fast_quantizers()
+    assert rebuilt["activations"][0].tensor_quant is fast_quant.activation_tensor_quant(trained.activations[0])
+    assert rebuilt["activations"][0].tensor_quant is not kept["activations"][0].tensor_quant
+    np.testing.assert_array_equal(trained.outputs_on(X.numpy()), reference.outputs_on(X.numpy()))
+    prune.identity(trained.linears[0], "weight")
+    prune.remove(trained.linears[0], "weight")  # re-registers the weight: a new weight quantizer
+    assert trained._fast_quantizers()["weights"][0].tensor_quant is trained.linears[0].weight_quant.tensor_quant
+    np.testing.assert_array_equal(trained.outputs_on(X.numpy()), reference.outputs_on(X.numpy()))

@@ -72,17 +72,3 @@ def test_a_regressor_trains_the_same_with_either_loader(diabetes, monkeypatch):
     row_by_row = NeuralNetRegressor(**params).fit(X_train, y_train)
     np.testing.assert_array_equal(fast.predict(X_test), row_by_row.predict(X_test))
 
-
-def test_the_network_lists_its_modules_once_and_a_copy_lists_its_own():
-    import copy
-
-    from fhe_estimators.module import QuantMLP
-    from fhe_estimators.skorch_speed import listed_modules
-
-    module = QuantMLP(4, 3, hidden_layer_sizes=(8,))
-    assert listed_modules(module) is module.submodules()  # the same list, not a new walk
-    assert [id(m) for m in module.submodules()] == [id(m) for m in module.modules()]
-    duplicate = copy.deepcopy(module)
-    assert [id(m) for m in duplicate.submodules()] == [id(m) for m in duplicate.modules()]
-    criterion = torch.nn.CrossEntropyLoss()  # any other module: torch's own walk
-    assert list(listed_modules(criterion)) == [criterion]
