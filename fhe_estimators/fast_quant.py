@@ -39,6 +39,8 @@ from brevitas.function.ops import max_int, min_int, tensor_clamp
 from brevitas.function.ops_ste import abs_binary_sign_grad, ceil_ste, round_ste, scalar_clamp_min_ste, tensor_clamp_ste
 from brevitas.function.shape import over_tensor
 from torch import nn
+from torch.nn.modules import module as torch_module
+from torch.nn.utils.prune import BasePruningMethod
 
 #: The clamp each ``tensor_clamp_impl`` module stands for (weights: straight-through; activations: plain).
 CLAMPS = {TensorClampSte: tensor_clamp_ste, TensorClamp: tensor_clamp}
@@ -162,13 +164,13 @@ def run_pre_hooks(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A layer's pre-forward hooks, as a call would run them (torch's pruning hook recomputes
     ``weight`` from ``weight_orig`` and the mask); its weight afterwards."""
     for hook in linear._forward_pre_hooks.values():
-        hook(linear, (x,))
+        hook(linear, (x,))  # torch's pruning only (:func:`unhooked`): it sets ``weight``, returns None
     return linear.weight
 
 
 def supports_layers(input_quant: nn.Module, linears, activations) -> bool:
-    """Whether every quantizer of the network is one :class:`FastQuantizer` reproduces, and
-    nothing is switched or hooked that this path would skip (:func:`unhooked`)."""
+    """Whether every quantizer of the network is one :class:`FastQuantizer` reproduces (what may
+    change after it is built, hooks and switches, is :func:`unhooked`'s)."""
     for layer in [input_quant, *activations]:
         if layer.act_quant.fused_activation_quant_proxy is None or not supports(activation_tensor_quant(layer)):
             return False
@@ -179,19 +181,54 @@ def supports_layers(input_quant: nn.Module, linears, activations) -> bool:
             return False
         if linear.bias_quant.is_quant_enabled or not supports(linear.weight_quant.tensor_quant):
             return False
-    return unhooked(input_quant, linears, activations)
+    return True
 
 
-def unhooked(input_quant: nn.Module, linears, activations) -> bool:
-    """What may change after a network is built, checked on every call: no layer has a hook this
-    path would skip (the weight quantizers' forward hooks the caller reproduces, the linears'
-    pre-forward hooks :func:`run_pre_hooks` runs), and no quantizer is exporting or disabled."""
+def _hooked(module: nn.Module) -> bool:
+    """Whether ``module`` has a forward or backward hook of its own."""
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks)
+
+
+def _global_hooks() -> bool:
+    """Whether torch has module hooks registered for every module (``register_module_forward_hook`` ...)."""
+    return bool(
+        torch_module._global_forward_hooks
+        or torch_module._global_forward_pre_hooks
+        or torch_module._global_backward_hooks
+        or torch_module._global_backward_pre_hooks
+    )
+
+
+def _quantizer_modules(proxy: nn.Module, tensor_quant: nn.Module | None) -> list:
+    """The modules a quantizer call goes through down to its scaling (where a hook could be)."""
+    modules = [proxy]
+    if tensor_quant is not None:
+        modules += [tensor_quant, tensor_quant.scaling_impl, tensor_quant.int_quant]
+    return modules
+
+
+def unhooked(input_quant: nn.Module, linears, activations, weight_hook: Callable) -> bool:
+    """What may change after a network is built, checked on every call: no hook this path would
+    skip (on a layer, its quantizer proxy, the quantizer and its scaling, or torch's global module
+    hooks), the linears' pre-forward hooks all torch's pruning (:func:`run_pre_hooks` runs them),
+    the weight quantizers' forward hooks only ``weight_hook`` (which the caller reproduces), and no
+    quantizer exporting or disabled."""
+    if _global_hooks():
+        return False
     for layer in (input_quant, *activations):
         proxy = layer.act_quant
-        if layer._forward_hooks or layer._forward_pre_hooks or proxy.export_mode or not proxy.is_quant_enabled:
+        fused = proxy.fused_activation_quant_proxy
+        modules = [layer, *_quantizer_modules(proxy, None if fused is None else fused.tensor_quant)]
+        if any(_hooked(module) for module in modules) or proxy.export_mode or not proxy.is_quant_enabled:
             return False
     for linear in linears:
         proxy = linear.weight_quant
-        if linear._forward_hooks or proxy.export_mode or not proxy.is_quant_enabled:
+        if linear._forward_hooks or linear._backward_hooks or linear._backward_pre_hooks or proxy.export_mode:
+            return False
+        if not all(isinstance(hook, BasePruningMethod) for hook in linear._forward_pre_hooks.values()):
+            return False
+        if list(proxy._forward_hooks.values()) != [weight_hook] or proxy._forward_pre_hooks or proxy._backward_hooks:
+            return False
+        if any(_hooked(module) for module in _quantizer_modules(proxy, proxy.tensor_quant)[1:]) or not proxy.is_quant_enabled:
             return False
     return True

@@ -224,7 +224,7 @@ class QuantMLP(nn.Module):
         ``prune.remove`` and for every one on ``load_state_dict``: the kept ones would compute with
         stale scales) or a hook was added (:func:`~.fast_quant.unhooked`, checked on every call)."""
         layers = (self.input_quant, self.linears, self.activations)
-        if not self.use_fast_quantizers or not fast_quant.unhooked(*layers):
+        if not self.use_fast_quantizers or not fast_quant.unhooked(*layers, weight_hook=remember_scale):
             return None
         tensor_quants = {
             "input": fast_quant.activation_tensor_quant(self.input_quant),

@@ -64,15 +64,40 @@ def test_a_pruned_network_and_a_fixed_input_step_take_the_fast_path_alike():
     assert torch.equal(linear.weight, linear.weight_orig * linear.weight_mask)
 
 
-def test_anything_the_fast_path_does_not_reproduce_takes_brevitas_layers():
+@pytest.mark.parametrize(
+    "add_hook",
+    [
+        lambda m: m.activations[0].register_forward_hook(lambda *args: None),
+        lambda m: m.activations[0].act_quant.register_forward_pre_hook(lambda *args: None),
+        lambda m: m.input_quant.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.register_forward_hook(
+            lambda *args: None
+        ),
+        lambda m: m.linears[0].weight_quant.register_forward_hook(lambda *args: None),  # besides remember_scale
+        lambda m: m.linears[1].register_forward_pre_hook(lambda module, args: (args[0] * 2,)),  # not pruning's
+        lambda m: m.linears[0].register_full_backward_hook(lambda *args: None),
+        lambda m: torch.nn.modules.module.register_module_forward_hook(lambda *args: None),
+    ],
+    ids=["layer", "proxy", "scaling", "weight quantizer", "linear pre-hook", "backward", "global"],
+)
+def test_a_hook_the_fast_path_would_skip_sends_the_network_through_brevitas_layers(add_hook):
     module = QuantMLP(4, 2, hidden_layer_sizes=(3,))
     assert module._fast_quantizers() is not None
-    module.activations[0].register_forward_hook(lambda *args: None)
-    assert module._fast_quantizers() is None  # a hook the fast path would skip
-    module = QuantMLP(4, 2, hidden_layer_sizes=(3,))
+    handle = add_hook(module)
+    try:
+        assert module._fast_quantizers() is None
+    finally:
+        handle.remove()
+    assert module._fast_quantizers() is not None
+
+
+def test_anything_the_fast_path_does_not_reproduce_takes_brevitas_layers():
     assert not fast_quant.supports(torch.nn.Identity())
+    module = QuantMLP(4, 2, hidden_layer_sizes=(3,))
     module.use_fast_quantizers = False
     assert module._fast_quantizers() is None
+    prune.identity(module.linears[0], "weight")  # torch's pruning hook: run by the fast path
+    module.use_fast_quantizers = True
+    assert module._fast_quantizers() is not None
 
 
 def test_a_fit_with_the_fast_path_is_the_fit_through_brevitas_layers(iris, monkeypatch):
