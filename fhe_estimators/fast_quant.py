@@ -199,12 +199,9 @@ def _global_hooks() -> bool:
     )
 
 
-def _quantizer_modules(proxy: nn.Module, tensor_quant: nn.Module | None) -> list:
-    """The modules a quantizer call goes through down to its scaling (where a hook could be)."""
-    modules = [proxy]
-    if tensor_quant is not None:
-        modules += [tensor_quant, tensor_quant.scaling_impl, tensor_quant.int_quant]
-    return modules
+def _quantizer_internals(tensor_quant: nn.Module | None) -> list:
+    """The modules a quantizer's call goes through below its proxy (where a hook could be)."""
+    return [] if tensor_quant is None else [tensor_quant, tensor_quant.scaling_impl, tensor_quant.int_quant]
 
 
 def unhooked(input_quant: nn.Module, linears, activations, weight_hook: Callable) -> bool:
@@ -218,7 +215,7 @@ def unhooked(input_quant: nn.Module, linears, activations, weight_hook: Callable
     for layer in (input_quant, *activations):
         proxy = layer.act_quant
         fused = proxy.fused_activation_quant_proxy
-        modules = [layer, *_quantizer_modules(proxy, None if fused is None else fused.tensor_quant)]
+        modules = [layer, proxy, *_quantizer_internals(None if fused is None else fused.tensor_quant)]
         if any(_hooked(module) for module in modules) or proxy.export_mode or not proxy.is_quant_enabled:
             return False
     for linear in linears:
@@ -229,6 +226,6 @@ def unhooked(input_quant: nn.Module, linears, activations, weight_hook: Callable
             return False
         if list(proxy._forward_hooks.values()) != [weight_hook] or proxy._forward_pre_hooks or proxy._backward_hooks:
             return False
-        if any(_hooked(module) for module in _quantizer_modules(proxy, proxy.tensor_quant)[1:]) or not proxy.is_quant_enabled:
+        if any(_hooked(module) for module in _quantizer_internals(proxy.tensor_quant)) or not proxy.is_quant_enabled:
             return False
     return True

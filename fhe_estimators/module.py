@@ -201,8 +201,9 @@ class QuantMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantized:
             return self._float_forward(x)
-        if self.round_like_concrete and torch._C._get_tracing_state() is None and self._fast_quantizers() is not None:
-            return self._fast_forward(x)
+        plan = self._fast_quantizers() if self.round_like_concrete and torch._C._get_tracing_state() is None else None
+        if plan is not None:
+            return self._fast_forward(x, plan)
         x = self.input_quant(x)
         for linear, activation in zip(self.linears[:-1], self.activations):
             z = linear(x)
@@ -242,10 +243,10 @@ class QuantMLP(nn.Module):
             }
         return plan
 
-    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _fast_forward(self, x: torch.Tensor, plan: dict) -> torch.Tensor:
         """:meth:`forward` through brevitas' quantizer functions rather than its layers
-        (:mod:`.fast_quant`): the same tensors and gradients, a training step 1.7–1.9× faster."""
-        plan = self._fast_quantizers()
+        (:mod:`.fast_quant`, ``plan`` from :meth:`_fast_quantizers`): the same tensors and gradients,
+        a training step 1.7–1.9× faster."""
         x, x_scale = plan["input"](self.input_quant.act_quant.fused_activation_quant_proxy.activation_impl(x))
         hidden = zip(self.linears[:-1], plan["weights"], self.activations, plan["activations"])
         for linear, weight_quantizer, activation, activation_quantizer in hidden:

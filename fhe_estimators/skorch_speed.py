@@ -16,8 +16,7 @@ benchmark set); arrays are now indexed directly. (The modes' check still walks t
 before every batch: brevitas replaces quantizer modules after a network is built, a weight's
 quantizer on ``prune.remove`` and every one on ``load_state_dict``, so a list kept of them goes stale.)
 
-Together about a tenth of a fit (most of the rest is brevitas' quantizers), with the same outputs
-to the bit (tests/test_skorch_speed.py).
+Together a few percent of a fit, with the same outputs to the bit (tests/test_skorch_speed.py).
 
 The estimators inherit :class:`FastBatchLoopMixin`; both overrides fall back to skorch's own code
 wherever the shortcut would not give the same thing (a user's iterator or its options, a pandas or
